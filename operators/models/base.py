@@ -1,0 +1,62 @@
+"""The base of vision model operators: tasks, standing queries, decode size."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from operators.base import Operator
+from operators.results import ModelOutput
+
+__all__ = ["TASKS", "VisionModel"]
+
+TASKS = ("caption", "detect", "query")
+
+
+class VisionModel(Operator[ModelOutput]):
+    """A model that runs some of ``caption``, ``detect`` and ``query`` on a FrameBatch.
+
+    Subclasses set ``family`` and ``supported_tasks`` and implement ``__call__``.
+    ``input_size`` is the ``(height, width)`` frames should be resized to on decode, so
+    the decoder does the resize once and the model gets what it needs.
+    """
+
+    family: ClassVar[str] = ""
+    supported_tasks: ClassVar[tuple[str, ...]] = TASKS
+
+    def __init__(
+        self,
+        *,
+        model_id: str = "",
+        path: str | None = None,
+        tasks: Sequence[str] = TASKS,
+        queries: Sequence[str] = (),
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> None:
+        bad = [t for t in tasks if t not in self.supported_tasks]
+        if bad:
+            raise ValueError(
+                f"model family {self.family!r} cannot run task(s) {bad}; it supports {list(self.supported_tasks)}"
+            )
+        self.model_id = model_id
+        self.path = path
+        self.tasks = tuple(tasks)
+        self.queries: list[str] = list(queries)
+        self.device = device
+        self.dtype = dtype
+        if batch_size is not None:
+            if batch_size < 1:
+                raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            self.batch_size = batch_size  # type: ignore[misc]  # instance override of the class default
+        self.options = options
+
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) frames are resized to on decode."""
+        return (768, 768)
+
+    def set_queries(self, queries: Sequence[str]) -> None:
+        """Replace the standing free-text queries answered on every frame."""
+        self.queries = list(queries)

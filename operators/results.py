@@ -1,0 +1,92 @@
+"""Columnar results of vision tasks, keyed by the frame's row in its FrameBatch.
+
+Model-specific parsing lives with each model (``operators/models/``); these types only
+hold arrays and know how to select the rows of one frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Captions", "Detections", "ModelOutput", "QueryAnswers"]
+
+
+@dataclass(frozen=True)
+class Detections:
+    """M boxes over a batch: ``frame[m]`` is the row of the frame box m belongs to.
+
+    Boxes are ``xyxy`` in source-frame pixels (the original frame, not the model input).
+    ``score`` is NaN where the model gives no confidence (Florence-2 does not).
+    """
+
+    frame: npt.NDArray[np.int64]
+    xyxy: npt.NDArray[np.float32]
+    score: npt.NDArray[np.float32]
+    label: npt.NDArray[np.str_]
+
+    def __post_init__(self) -> None:
+        m = len(self.frame)
+        set_ = object.__setattr__
+        set_(self, "frame", np.asarray(self.frame, np.int64).reshape(m))
+        set_(self, "xyxy", np.asarray(self.xyxy, np.float32).reshape(m, 4))
+        set_(self, "score", np.asarray(self.score, np.float32).reshape(m))
+        set_(self, "label", np.asarray(self.label, np.str_).reshape(m))
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.array([], np.str_))
+
+    @classmethod
+    def concat(cls, parts: list[Detections]) -> Detections:
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.frame for p in parts]),
+            np.concatenate([p.xyxy for p in parts]),
+            np.concatenate([p.score for p in parts]),
+            np.concatenate([p.label for p in parts]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def for_frame(self, row: int) -> Detections:
+        mask = self.frame == row
+        return Detections(self.frame[mask], self.xyxy[mask], self.score[mask], self.label[mask])
+
+
+@dataclass(frozen=True)
+class Captions:
+    """One caption per frame. ``kind`` is ``"model"`` for a captioning model's text and
+    ``"composed"`` when the text was assembled from detections."""
+
+    text: list[str]
+    kind: str = "model"
+
+
+@dataclass(frozen=True)
+class QueryAnswers:
+    """Answers of Q standing queries on N frames: ``matched[q, n]``, ``score[q, n]``.
+
+    ``boxes`` holds grounded boxes when the model grounds queries; its ``label`` is the
+    query text. ``score`` is NaN when the model gives no confidence.
+    """
+
+    queries: list[str]
+    matched: npt.NDArray[np.bool_]
+    score: npt.NDArray[np.float32]
+    boxes: Detections | None = None
+
+
+@dataclass
+class ModelOutput:
+    """Everything one model pass produced for one batch; ``models`` maps task -> model id."""
+
+    n_frames: int
+    captions: Captions | None = None
+    detections: Detections | None = None
+    queries: QueryAnswers | None = None
+    models: dict[str, str] = field(default_factory=dict)
