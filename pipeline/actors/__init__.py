@@ -1,0 +1,1 @@
+"""Ray actors hosting the stages: one module per actor."""

@@ -1,0 +1,79 @@
+"""ModelActor: hosts one VisionModel and turns each batch into ready-to-send records."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from operators.frames import FrameBatch
+from operators.models.registry import create
+from pipeline.events import ErrorEvent, Record, Topics, build_frame_events, event_id, to_record
+
+__all__ = ["ModelActor", "ModelResult"]
+
+
+@dataclass
+class ModelResult:
+    records: list[Record]
+    frames: dict[str, int] = field(default_factory=dict)  # frames per source in this batch
+    events: int = 0
+    model_s: float = 0.0
+    failed: bool = False
+
+
+@ray.remote
+class ModelActor:
+    """Loads the model once, then runs whole batches (chunks from several sources joined)."""
+
+    def __init__(self, family: str, kwargs: dict[str, Any], run_id: str, uris: dict[str, str],
+                 topic_prefix: str) -> None:
+        self.model = create(family, **kwargs)
+        self.model.setup()
+        self.run_id = run_id
+        self.uris = uris
+        self.topics = Topics(topic_prefix)
+
+    def info(self) -> dict[str, Any]:
+        import torch
+
+        return {"input_size": self.model.input_size(), "batch_size": self.model.batch_size,
+                "torch_threads": torch.get_num_threads()}
+
+    def set_queries(self, queries: list[str]) -> None:
+        self.model.set_queries(queries)
+
+    def add_uris(self, uris: dict[str, str]) -> None:
+        self.uris.update(uris)
+
+    def process(self, *chunks: FrameBatch) -> ModelResult:
+        batch = chunks[0] if len(chunks) == 1 else FrameBatch.concat(list(chunks))
+        frames = dict(Counter(batch.source_id.tolist()))
+        t0 = time.perf_counter()
+        try:
+            out = self.model(batch)
+            events = build_frame_events(batch, out, run_id=self.run_id, uris=self.uris)
+        except Exception as exc:  # noqa: BLE001 - a poison batch yields error events, the run goes on
+            reason = f"{type(exc).__name__}: {exc}"
+            last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+            if last:
+                reason += f" (at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})"
+            errs = []
+            for row in range(len(batch)):
+                sid = str(batch.source_id[row])
+                pts = float(batch.pts[row])
+                errs.append(ErrorEvent(
+                    event_id=event_id(sid, pts, "error", "model"), run_id=self.run_id, source_id=sid,
+                    source_uri=self.uris.get(sid, sid), emitted_at=time.time(), stage="model", reason=reason,
+                    error_type=type(exc).__name__, frame_index=int(batch.frame_index[row]), pts=pts))
+            return ModelResult([to_record(e, self.topics) for e in errs], frames, len(errs),
+                               time.perf_counter() - t0, failed=True)
+        records = [to_record(e, self.topics) for e in events]
+        return ModelResult(records, frames, len(records), time.perf_counter() - t0)
+
+    def teardown(self) -> None:
+        self.model.teardown()

@@ -1,0 +1,227 @@
+"""The ``framewire`` command line.
+
+Exit codes: 0 ok; 1 runtime failure (broker, model, delivery); 2 bad usage or config;
+3 the run finished but some sources failed (their error events are on framewire.errors).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from pipeline.spec import ConfigError, PipelineSpec, load_spec
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+app = typer.Typer(
+    help="framewire: decode video, run vision models on Ray, publish versioned events to Kafka.\n\n"
+    "Environment: FRAMEWIRE_KAFKA_BOOTSTRAP (use this Kafka, start nothing), FRAMEWIRE_RAY_ADDRESS, "
+    "FRAMEWIRE__SECTION__KEY=value (any config key, e.g. FRAMEWIRE__MODEL__BATCH_SIZE=4).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+broker_app = typer.Typer(help="The local development Kafka broker (genuine Apache Kafka, KRaft, 127.0.0.1).",
+                         no_args_is_help=True)
+models_app = typer.Typer(help="Model families and their weights.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+app.add_typer(models_app, name="models")
+
+err = Console(stderr=True)
+out = Console()
+
+ConfigOpt = Annotated[list[Path] | None, typer.Option(
+    "--config", "-c", help="YAML overlay(s) merged over configs/default.yaml, in order.")]
+VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv for debug).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; errors and the summary only.")]
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:
+        logging.getLogger("kafka").setLevel(logging.ERROR)
+
+
+def _fail(code: int, message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _spec(config: list[Path] | None, **overrides: Any) -> PipelineSpec:
+    try:
+        spec = load_spec(list(config or []))
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return spec.with_overrides(**changes) if changes else spec
+    except ConfigError as exc:
+        raise _fail(EXIT_USAGE, str(exc)) from None
+
+
+def _bootstrap(spec: PipelineSpec, *, start: bool = True) -> str:
+    from pipeline.broker import BrokerError, resolve_bootstrap
+
+    try:
+        return resolve_bootstrap(spec.kafka.bootstrap_servers, start=start)
+    except (BrokerError, OSError) as exc:
+        raise _fail(EXIT_RUNTIME, f"Kafka: {exc}") from None
+
+
+@app.command()
+def run(
+    sources: Annotated[list[str] | None, typer.Argument(
+        help="Video files, directories, globs (quote them) or stream URLs. Added to the config's sources.")] = None,
+    config: ConfigOpt = None,
+    fps: Annotated[float | None, typer.Option(help="Sample this many frames per second (overrides decode.fps).")] = None,
+    query: Annotated[list[str] | None, typer.Option(
+        "--query", help="A standing free-text query answered on every frame (repeatable).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model family name (see `framewire models list`).")] = None,
+    model_path: Annotated[str | None, typer.Option(help="Local directory with the model's weights.")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Stop each source after this many sampled frames.")] = None,
+    summary_json: Annotated[Path | None, typer.Option(help="Also write the run summary as JSON here.")] = None,
+    show: Annotated[int, typer.Option(help="Read back and print this many events per topic at the end.")] = 3,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the pipeline over SOURCES to the end and publish events to Kafka."""
+    _setup_logging(verbose, quiet)
+    overrides: dict[str, Any] = {"decode.fps": fps, "model.name": model, "model.path": model_path,
+                                 "decode.max_frames": max_frames}
+    spec = _spec(config, **overrides)
+    if query:
+        spec = spec.with_overrides(queries=list(spec.queries) + list(query))
+    from pipeline.sources import expand_sources
+
+    srcs = expand_sources(list(spec.sources) + list(sources or []))
+    if not srcs:
+        raise _fail(EXIT_USAGE, "no sources: name video files, directories, globs or URLs, e.g. "
+                                "`framewire run clip.mp4` (or set sources: in the config)")
+    if spec.mode == "live" or any(s.is_live for s in srcs):
+        raise _fail(EXIT_USAGE, "live sources (URLs, webcams) are not supported by this version yet; "
+                                "give recorded files, directories or globs")
+    bootstrap = _bootstrap(spec)
+
+    from pipeline.progress import RunDisplay, print_summary
+
+    from pipeline.planner import Pipeline
+
+    display = RunDisplay(srcs, console=err, enabled=not quiet)
+    pipe = Pipeline(spec, srcs, bootstrap=bootstrap, on_progress=display.update)
+    try:
+        with display:
+            summary = pipe.run()
+    except KeyboardInterrupt:
+        pipe.shutdown()
+        raise _fail(130, "interrupted") from None
+    except Exception as exc:  # noqa: BLE001 - a runtime failure gets a message and exit 1, not a traceback
+        cause = exc.__cause__ or exc
+        if verbose:
+            err.print_exception()
+        pipe.shutdown()
+        raise _fail(EXIT_RUNTIME, f"{type(cause).__name__}: {cause}") from None
+    print_summary(summary, spec, bootstrap, console=out, show=show if not quiet else 0)
+    if summary_json:
+        summary_json.write_text(json.dumps(display.summary_dict(summary), indent=2))
+    if not summary.ok:
+        raise typer.Exit(EXIT_RUNTIME)
+    if any(p.error for p in summary.sources):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def tail(
+    topic: Annotated[list[str] | None, typer.Argument(
+        help="Topics to follow (default: every framewire topic), e.g. framewire.detections")] = None,
+    source: Annotated[str | None, typer.Option(help="Only events of this source id (or its name prefix).")] = None,
+    type_: Annotated[list[str] | None, typer.Option("--type", help="Only these event types (repeatable).")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Only events of this run.")] = None,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Start at the oldest event.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line (for jq).")] = False,
+    idle_timeout: Annotated[float | None, typer.Option(help="Exit after this many idle seconds.")] = None,
+    max_events: Annotated[int | None, typer.Option("--max", help="Exit after this many events.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print events as they arrive on framewire topics."""
+    _setup_logging(0, False)
+    spec = _spec(config)
+    bootstrap = _bootstrap(spec, start=False)
+    from pipeline.consumer import subscribe
+    from pipeline.progress import describe_event
+
+    n = 0
+    try:
+        for rec in subscribe(bootstrap, topic or None, prefix=spec.kafka.topic_prefix, from_beginning=from_beginning,
+                             source=source, types=set(type_) if type_ else None, run_id=run_id,
+                             idle_timeout=idle_timeout):
+            if as_json:
+                sys.stdout.write(rec.event.model_dump_json() + "\n")  # type: ignore[attr-defined]
+                sys.stdout.flush()
+            else:
+                out.print(describe_event(rec.event), highlight=False)
+            n += 1
+            if max_events is not None and n >= max_events:
+                break
+    except KeyboardInterrupt:
+        pass
+
+
+@broker_app.command("up")
+def broker_up(port: Annotated[int, typer.Option(help="Client port on 127.0.0.1.")] = 9092) -> None:
+    """Resolve Kafka's jars with mvn (once), format storage and start the broker."""
+    from pipeline.broker import BrokerError, LocalBroker
+
+    try:
+        st = LocalBroker(port=port).start()
+    except (BrokerError, OSError) as exc:
+        raise _fail(EXIT_RUNTIME, str(exc)) from None
+    out.print(f"Kafka running: bootstrap {st.bootstrap} (pid {st.pid}); log {st.log_file}")
+
+
+@broker_app.command("down")
+def broker_down(port: Annotated[int, typer.Option(help="Client port on 127.0.0.1.")] = 9092) -> None:
+    """Stop the local broker."""
+    from pipeline.broker import LocalBroker
+
+    LocalBroker(port=port).stop()
+    out.print("Kafka stopped")
+
+
+@broker_app.command("status")
+def broker_status(port: Annotated[int, typer.Option(help="Client port on 127.0.0.1.")] = 9092) -> None:
+    """Say whether the local broker runs; exit 1 when it does not."""
+    from pipeline.broker import LocalBroker
+
+    st = LocalBroker(port=port).status()
+    out.print(f"Kafka {'running' if st.running else 'not running'}: bootstrap {st.bootstrap}"
+              + (f" (pid {st.pid})" if st.pid else "") + f"; data {st.data_dir}")
+    if not st.running:
+        raise typer.Exit(EXIT_RUNTIME)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Show model families, the tasks each runs and whether its weights resolve here."""
+    from operators.models.registry import family_names, get
+
+    for name in family_names():
+        cls = get(name)
+        out.print(f"{name:12s} tasks: {', '.join(cls.supported_tasks)}")
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except ConfigError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    main()

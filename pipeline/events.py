@@ -1,0 +1,204 @@
+"""The event contract: topics, keys, headers and the schema of every event (schema_version 1).
+
+Downstream services depend on this module's shapes. Every event has a deterministic
+``event_id`` derived from (source, pts, task, model[, query]) so a consumer can
+deduplicate replays. Records are keyed by source id so one source's events stay in
+one partition, in pts order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from operators.frames import FrameBatch
+from operators.results import Detections, ModelOutput
+
+__all__ = [
+    "SCHEMA_VERSION", "CaptionEvent", "DetectionsEvent", "QueryEvent", "StatusEvent", "ErrorEvent",
+    "Event", "Record", "Topics", "event_id", "build_frame_events", "to_record", "parse_event",
+]
+
+SCHEMA_VERSION = 1
+CONTENT_TYPE = "application/json"
+
+
+class Topics:
+    """Topic names under a prefix (default ``framewire``)."""
+
+    def __init__(self, prefix: str = "framewire") -> None:
+        self.prefix = prefix
+        self.captions = f"{prefix}.captions"
+        self.detections = f"{prefix}.detections"
+        self.queries = f"{prefix}.queries"
+        self.status = f"{prefix}.status"
+        self.errors = f"{prefix}.errors"
+
+    def all(self) -> list[str]:
+        return [self.captions, self.detections, self.queries, self.status, self.errors]
+
+    def for_type(self, event_type: str) -> str:
+        return {"caption": self.captions, "detections": self.detections, "query": self.queries,
+                "status": self.status, "error": self.errors}[event_type]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(description="deterministic id: same source, pts, task, model -> same id")
+    run_id: str = Field(description="id of the framewire run that emitted the event")
+    source_id: str = Field(description="stable id of the source; also the Kafka key")
+    emitted_at: float = Field(description="UNIX seconds when the event was built")
+
+
+class _FrameEvent(_Event):
+    source_uri: str = Field(description="the source as given, credentials removed")
+    frame_index: int = Field(description="index of the frame in decode order (0-based)")
+    pts: float = Field(description="presentation time of the frame, seconds from the start of the source")
+    capture_time: float = Field(description="UNIX seconds when the frame was captured (live) or decoded (archive)")
+    latency_ms: float = Field(description="capture_time to event build, milliseconds")
+    frame_width: int = Field(description="width of the source frame in pixels (boxes are in this space)")
+    frame_height: int
+    model: str = Field(description="id of the model that produced the event")
+
+
+class Box(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str
+    score: float | None = Field(description="confidence in [0,1], null when the model gives none")
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in source-frame pixels")
+
+
+class CaptionEvent(_FrameEvent):
+    type: Literal["caption"] = "caption"
+    text: str
+    kind: Literal["model", "composed"] = Field(
+        description="model: written by a captioning model; composed: assembled from detections")
+
+
+class DetectionsEvent(_FrameEvent):
+    type: Literal["detections"] = "detections"
+    detections: list[Box]
+
+
+class QueryEvent(_FrameEvent):
+    type: Literal["query"] = "query"
+    query: str
+    matched: bool
+    score: float | None
+    boxes: list[Box] = Field(default_factory=list)
+
+
+class StatusEvent(_Event):
+    type: Literal["status"] = "status"
+    source_uri: str
+    state: Literal["started", "ended", "failed"]
+    frames: int = Field(0, description="frames sampled so far")
+    detail: str = ""
+
+
+class ErrorEvent(_Event):
+    type: Literal["error"] = "error"
+    source_uri: str
+    stage: Literal["open", "decode", "model", "publish", "pipeline"]
+    reason: str
+    error_type: str
+    frame_index: int | None = None
+    pts: float | None = None
+
+
+Event = Annotated[CaptionEvent | DetectionsEvent | QueryEvent | StatusEvent | ErrorEvent, Field(discriminator="type")]
+_EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
+EVENT_TYPES = {"caption": CaptionEvent, "detections": DetectionsEvent, "query": QueryEvent,
+               "status": StatusEvent, "error": ErrorEvent}
+
+# A record ready for the producer: (topic, key, value, headers)
+Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
+
+
+def event_id(*parts: object) -> str:
+    """Deterministic id from the identifying parts of an event.
+
+    >>> event_id("cam1", 1.5, "caption", "m") == event_id("cam1", 1.5, "caption", "m")
+    True
+    """
+    norm = [f"{p:.6f}" if isinstance(p, float) else str(p) for p in parts]
+    return hashlib.sha256("\x1f".join(norm).encode()).hexdigest()[:32]
+
+
+def parse_event(value: bytes | str) -> CaptionEvent | DetectionsEvent | QueryEvent | StatusEvent | ErrorEvent:
+    """Parse a record value back into its typed event."""
+    return _EVENT_ADAPTER.validate_json(value)  # type: ignore[no-any-return]
+
+
+def to_record(event: _Event, topics: Topics) -> Record:
+    """Serialise an event with its key and CloudEvents binary-mode headers."""
+    etype = event.type  # type: ignore[attr-defined]
+    t = getattr(event, "capture_time", event.emitted_at)
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", event.event_id.encode()),
+        ("ce_source", f"framewire/{event.source_id}".encode()),
+        ("ce_type", f"io.framewire.{etype}.v{SCHEMA_VERSION}".encode()),
+        ("ce_time", datetime.fromtimestamp(t, UTC).isoformat().encode()),
+        ("content-type", CONTENT_TYPE.encode()),
+        ("schema_version", str(SCHEMA_VERSION).encode()),
+    ]
+    return (topics.for_type(etype), event.source_id.encode(), event.model_dump_json().encode(), headers)
+
+
+def _score(x: float) -> float | None:
+    return None if math.isnan(x) else round(float(x), 4)
+
+
+def _boxes(d: Detections) -> list[Box]:
+    return [Box(label=str(lbl), score=_score(s), box=tuple(round(float(v), 2) for v in xy))  # type: ignore[arg-type]
+            for xy, s, lbl in zip(d.xyxy, d.score, d.label, strict=True)]
+
+
+def build_frame_events(
+    batch: FrameBatch, out: ModelOutput, *, run_id: str, uris: dict[str, str], now: float | None = None
+) -> list[_FrameEvent]:
+    """One event per frame per task (per query for the query task), in batch row order."""
+    if out.n_frames != len(batch):
+        raise ValueError(f"model output covers {out.n_frames} frames but the batch has {len(batch)}")
+    now = time.time() if now is None else now
+    events: list[_FrameEvent] = []
+    for row in range(len(batch)):
+        sid = str(batch.source_id[row])
+        pts = float(batch.pts[row])
+        common: dict[str, Any] = dict(
+            run_id=run_id, source_id=sid, source_uri=uris.get(sid, sid), emitted_at=now,
+            frame_index=int(batch.frame_index[row]), pts=pts, capture_time=float(batch.wall_time[row]),
+            latency_ms=round(max(0.0, now - float(batch.wall_time[row])) * 1000, 2),
+            frame_width=int(batch.orig_width[row]), frame_height=int(batch.orig_height[row]),
+        )
+        if out.captions is not None:
+            m = out.models.get("caption", "")
+            events.append(CaptionEvent(event_id=event_id(sid, pts, "caption", m), model=m,
+                                       text=out.captions.text[row], kind=out.captions.kind, **common))
+        if out.detections is not None:
+            m = out.models.get("detect", "")
+            events.append(DetectionsEvent(event_id=event_id(sid, pts, "detect", m), model=m,
+                                          detections=_boxes(out.detections.for_frame(row)), **common))
+        if out.queries is not None:
+            m = out.models.get("query", "")
+            qa = out.queries
+            for qi, q in enumerate(qa.queries):
+                boxes = qa.boxes.for_frame(row) if qa.boxes is not None else Detections.empty()
+                if len(boxes):
+                    boxes = Detections(boxes.frame[boxes.label == q], boxes.xyxy[boxes.label == q],
+                                       boxes.score[boxes.label == q], boxes.label[boxes.label == q])
+                events.append(QueryEvent(
+                    event_id=event_id(sid, pts, "query", m, q), model=m, query=q,
+                    matched=bool(qa.matched[qi, row]), score=_score(float(np.float32(qa.score[qi, row]))),
+                    boxes=_boxes(boxes), **common))
+    return events

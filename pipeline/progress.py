@@ -1,0 +1,127 @@
+"""What the CLI shows: a progress row per source while running, a summary at the end."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from pipeline.planner import RunSummary, SourceProgress
+from pipeline.sources import Source
+from pipeline.spec import PipelineSpec
+
+__all__ = ["RunDisplay", "describe_event", "print_summary"]
+
+
+class RunDisplay:
+    """A live table: per source state, frames published / sampled, frames/s, events."""
+
+    def __init__(self, sources: list[Source], *, console: Console, enabled: bool = True) -> None:
+        self.console = console
+        self.enabled = enabled and console.is_terminal
+        self.plain = enabled and not console.is_terminal
+        self.sources = sources
+        self._live: Live | None = None
+        self._last_plain = 0.0
+        self._progress: dict[str, SourceProgress] = {}
+
+    def __enter__(self) -> RunDisplay:
+        if self.enabled:
+            self._live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+            self._live.__exit__(*exc)
+
+    def _table(self) -> Table:
+        t = Table(title="framewire run", expand=False)
+        for col in ("source", "state", "frames", "fps", "events", "note"):
+            t.add_column(col, justify="right" if col in ("frames", "fps", "events") else "left")
+        for s in self.sources:
+            p = self._progress.get(s.id) or SourceProgress(s)
+            t.add_row(s.id, p.state, f"{p.published}/{p.decoded}", f"{p.fps:.1f}", str(p.events),
+                      (p.error or "")[:60])
+        return t
+
+    def update(self, progress: dict[str, SourceProgress]) -> None:
+        self._progress = progress
+        if self._live is not None:
+            self._live.update(self._table())
+        elif self.plain and time.monotonic() - self._last_plain > 5:
+            self._last_plain = time.monotonic()
+            done = sum(p.published for p in progress.values())
+            ended = sum(p.state in ("ended", "failed") for p in progress.values())
+            self.console.print(f"progress: {done} frames published, {ended}/{len(progress)} sources done",
+                               highlight=False)
+
+    def summary_dict(self, s: RunSummary) -> dict[str, Any]:
+        return {
+            "run_id": s.run_id, "seconds": round(s.seconds, 3), "frames": s.frames, "batches": s.batches,
+            "model_seconds": round(s.model_seconds, 3), "errors": s.errors,
+            "delivery": {"sent": s.delivery.sent, "acked": s.delivery.acked, "failed": s.delivery.failed,
+                         "per_topic": s.delivery.per_topic},
+            "sources": [{"id": p.source.id, "uri": p.source.display, "state": p.state, "frames": p.published,
+                         "events": p.events, "error": p.error} for p in s.sources],
+        }
+
+
+def describe_event(ev: Any) -> str:
+    """One readable line for an event."""
+    head = f"{ev.source_id} "
+    if hasattr(ev, "pts"):
+        head += f"t={ev.pts:7.2f}s "
+    if ev.type == "caption":
+        return head + f"caption ({ev.kind}): {ev.text}"
+    if ev.type == "detections":
+        items = ", ".join(f"{d.label}" + (f" {d.score:.2f}" if d.score is not None else "") for d in ev.detections[:8])
+        more = f" (+{len(ev.detections) - 8})" if len(ev.detections) > 8 else ""
+        return head + f"detections [{len(ev.detections)}]: {items}{more}"
+    if ev.type == "query":
+        sc = f" score {ev.score:.2f}" if ev.score is not None else ""
+        return head + f"query {ev.query!r}: {'MATCH' if ev.matched else 'no match'}{sc}"
+    if ev.type == "status":
+        return head + f"status {ev.state} frames={ev.frames} {ev.detail}".rstrip()
+    if ev.type == "error":
+        return head + f"error at {ev.stage}: {ev.reason}"
+    return head + ev.type
+
+
+def print_summary(s: RunSummary, spec: PipelineSpec, bootstrap: str, *, console: Console, show: int = 3) -> None:
+    fps = s.frames / s.seconds if s.seconds else 0.0
+    console.print(f"\nrun {s.run_id}: {s.frames} frames in {s.seconds:.1f}s ({fps:.1f} frames/s), "
+                  f"{s.batches} batches, model {s.extra.get('input_size')}; "
+                  f"events sent {s.delivery.sent}, acknowledged {s.delivery.acked}, failed {s.delivery.failed} "
+                  f"(Kafka {bootstrap})", highlight=False)
+    t = Table(show_header=True)
+    for col in ("source", "state", "frames", "events", "error"):
+        t.add_column(col)
+    for p in s.sources:
+        t.add_row(p.source.id, p.state, str(p.published), str(p.events), p.error or "")
+    console.print(t)
+    if s.delivery.per_topic:
+        console.print("per topic: " + ", ".join(f"{k}={v}" for k, v in sorted(s.delivery.per_topic.items())),
+                      highlight=False)
+    for e in s.delivery.errors[:5]:
+        console.print(f"[red]delivery error:[/] {e}", highlight=False)
+    if show <= 0:
+        return
+    from pipeline.consumer import subscribe
+
+    seen: dict[str, int] = {}
+    want = {"caption", "detections", "query", "error"}
+    console.print(f"\nsample of the events on Kafka (`framewire tail --run-id {s.run_id} --from-beginning` "
+                  "shows all):", highlight=False)
+    for rec in subscribe(bootstrap, prefix=spec.kafka.topic_prefix, from_beginning=True, run_id=s.run_id,
+                         types=want, idle_timeout=3.0):
+        t_ = rec.event.type  # type: ignore[attr-defined]
+        if seen.get(t_, 0) < show:
+            seen[t_] = seen.get(t_, 0) + 1
+            console.print("  " + describe_event(rec.event), highlight=False)
+        if all(seen.get(x, 0) >= show for x in want - {"error"}):
+            break

@@ -1,0 +1,200 @@
+"""PipelineSpec: a YAML config (default.yaml plus overlays plus env overrides) as typed, validated data.
+
+Nothing here starts anything; the planner turns a spec into actors.
+A bad key or value fails at load with the file, the key path and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["ConfigError", "PipelineSpec", "load_spec", "DEFAULT_CONFIG"]
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+ENV_PREFIX = "FRAMEWIRE__"
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is wrong; the message says where and how to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DecodeSpec(_Strict):
+    fps: float | None = Field(2.0, description="sample frames per second of video; null keeps every frame")
+    keyframes_only: bool = False
+    chunk: int = Field(8, ge=1, description="frames per FrameBatch leaving a decoder")
+    threads: int = Field(0, ge=0, description="FFmpeg decode threads per source (0 = auto)")
+    max_frames: int | None = Field(None, ge=1, description="stop each source after this many sampled frames")
+    cpus: float = Field(0.5, gt=0, description="Ray CPU share of one DecodeActor")
+    concurrent_sources: int = Field(4, ge=1, description="archive sources decoded at the same time")
+
+    @field_validator("fps")
+    @classmethod
+    def _fps(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError("fps must be > 0, or null to keep every frame")
+        return v
+
+
+class ModelSpec(_Strict):
+    name: str = Field("centernet", description="model family (framewire models list) or module:Class")
+    id: str = Field("", description="model id (hub id or local dir)")
+    path: str | None = Field(None, description="local directory with the weights (wins over id)")
+    tasks: list[Literal["caption", "detect", "query"]] = ["caption", "detect", "query"]
+    batch_size: int = Field(8, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    replicas: int = Field(1, ge=1, description="ModelActor pool size")
+    cpus: float = Field(1.0, gt=0, description="Ray CPU share of one ModelActor (also its torch threads)")
+    gpus: float = Field(0.0, ge=0, description="GPUs per ModelActor; used only when a GPU is present")
+    options: dict[str, Any] = Field(default_factory=dict, description="family-specific options")
+
+
+class BatchingSpec(_Strict):
+    max_batch: int = Field(8, ge=1, description="frames per model call, across sources")
+    max_wait_ms: float = Field(50.0, ge=0, description="wait this long for a fuller batch")
+    inflight_per_model: int = Field(2, ge=1, description="batches queued at each ModelActor")
+    inflight_per_source: int = Field(2, ge=1, description="decoded chunks buffered per source")
+
+
+class KafkaSpec(_Strict):
+    bootstrap_servers: str | None = Field(None, description="null starts the local dev broker")
+    topic_prefix: str = "framewire"
+    producer: dict[str, Any] = Field(default_factory=dict, description="passed to KafkaProducer unchanged")
+
+
+class RaySpec(_Strict):
+    address: str | None = Field(None, description="null runs a local Ray; 'auto' or ray://host:10001 joins a cluster")
+    num_cpus: int | None = None
+    object_store_mb: int = Field(1024, ge=64)
+
+
+class PipelineSpec(_Strict):
+    mode: Literal["archive", "live"] = "archive"
+    sources: list[str] = Field(default_factory=list)
+    decode: DecodeSpec = DecodeSpec()
+    model: ModelSpec = ModelSpec()
+    queries: list[str] = Field(default_factory=list, description="standing free-text queries")
+    batching: BatchingSpec = BatchingSpec()
+    kafka: KafkaSpec = KafkaSpec()
+    ray: RaySpec = RaySpec()
+
+    def with_overrides(self, **changes: Any) -> PipelineSpec:
+        """A copy with dotted-key overrides applied, validated again (``{"decode.fps": 4}``)."""
+        data = self.model_dump()
+        for key, value in changes.items():
+            _set_path(data, key.split("."), value)
+        return _validate(data, {}, ["<overrides>"])
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
+    cur = data
+    for part in path[:-1]:
+        cur = cur.setdefault(part, {})
+        if not isinstance(cur, dict):
+            raise ConfigError(f"cannot set {'.'.join(path)}: {part} is not a section")
+    cur[path[-1]] = value
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], origin: str, prov: dict[str, str], prefix: str = "") -> None:
+    for k, v in over.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and isinstance(base.get(k), dict) and k not in ("options", "producer"):
+            _merge(base[k], v, origin, prov, key + ".")
+        else:
+            base[k] = copy.deepcopy(v)
+            prov[key] = origin
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} not found; pass an existing file to --config") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (mode, sources, model, ...)")
+    return data
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """FRAMEWIRE__MODEL__BATCH_SIZE=4 -> {"model": {"batch_size": 4}}; values parse as YAML."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        if path:
+            _set_path(out, path, yaml.safe_load(raw) if raw != "" else None)
+    if environ.get("FRAMEWIRE_KAFKA_BOOTSTRAP"):
+        _set_path(out, ["kafka", "bootstrap_servers"], environ["FRAMEWIRE_KAFKA_BOOTSTRAP"])
+    if environ.get("FRAMEWIRE_RAY_ADDRESS"):
+        _set_path(out, ["ray", "address"], environ["FRAMEWIRE_RAY_ADDRESS"])
+    return out
+
+
+def _validate(data: dict[str, Any], prov: dict[str, str], files: list[str]) -> PipelineSpec:
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            where = prov.get(key) or next((prov[k] for k in prov if key.startswith(k + ".")), None)
+            origin = where or " + ".join(files)
+            if err["type"] == "extra_forbidden":
+                section = ".".join(str(p) for p in err["loc"][:-1]) or "the top level"
+                allowed = _allowed_keys(err["loc"][:-1])
+                fix = f"remove it or use one of: {', '.join(allowed)}" if allowed else "remove it"
+                lines.append(f"{origin}: unknown key {key!r} in {section}; {fix}")
+            else:
+                lines.append(f"{origin}: {key}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = PipelineSpec
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def load_spec(
+    configs: list[str | Path] | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    use_default: bool = True,
+) -> PipelineSpec:
+    """Load ``configs/default.yaml``, merge each overlay in order, then env overrides.
+
+    Env: ``FRAMEWIRE_KAFKA_BOOTSTRAP``, ``FRAMEWIRE_RAY_ADDRESS`` and any key as
+    ``FRAMEWIRE__SECTION__KEY=value`` (value parsed as YAML).
+    """
+    data: dict[str, Any] = {}
+    prov: dict[str, str] = {}
+    files: list[str] = []
+    paths = [Path(p) for p in (configs or [])]
+    if use_default and DEFAULT_CONFIG.exists() and all(p.resolve() != DEFAULT_CONFIG for p in paths):
+        paths.insert(0, DEFAULT_CONFIG)
+    for p in paths:
+        _merge(data, _read_yaml(p), str(p), prov)
+        files.append(str(p))
+    env = _env_overrides(dict(os.environ if environ is None else environ))
+    _merge(data, env, "environment (FRAMEWIRE_*)", prov)
+    return _validate(data, prov, files or ["<defaults>"])

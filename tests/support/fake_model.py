@@ -1,0 +1,51 @@
+"""A deterministic stand-in model that plugs in through the registry by dotted path.
+
+It answers from the pixels (mean brightness), so its output depends on the frame and
+exercises the same shapes as a real model without loading weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from operators.frames import FrameBatch
+from operators.models.base import VisionModel
+from operators.results import Captions, Detections, ModelOutput, QueryAnswers
+
+FAKE = "tests.support.fake_model:FakeModel"
+
+
+class FakeModel(VisionModel):
+    family = "fake"
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.fail_on_frame: int | None = kwargs.pop("fail_on_frame", None)
+        self.size = tuple(kwargs.pop("size", (64, 64)))
+        kwargs.pop("threads", None)
+        super().__init__(**kwargs)
+        self.calls = 0
+
+    def input_size(self) -> tuple[int, int]:
+        return self.size  # type: ignore[return-value]
+
+    def __call__(self, batch: FrameBatch) -> ModelOutput:
+        self.calls += 1
+        if self.fail_on_frame is not None and (batch.frame_index == self.fail_on_frame).any():
+            raise RuntimeError(f"poison frame {self.fail_on_frame}")
+        n = len(batch)
+        mean = batch.pixels.reshape(n, -1).mean(axis=1) / 255.0 if n else np.zeros(0)
+        out = ModelOutput(n_frames=n, models={t: "fake/brightness" for t in self.tasks})
+        if "caption" in self.tasks:
+            out.captions = Captions([f"brightness {m:.3f}" for m in mean], kind="model")
+        if "detect" in self.tasks:
+            w = batch.orig_width.astype(np.float32)
+            h = batch.orig_height.astype(np.float32)
+            out.detections = Detections(np.arange(n), np.stack([w * 0.25, h * 0.25, w * 0.75, h * 0.75], 1),
+                                        mean.astype(np.float32), np.full(n, "thing"))
+        if "query" in self.tasks:
+            q = len(self.queries)
+            out.queries = QueryAnswers(list(self.queries), np.tile(mean > 0.3, (q, 1)),
+                                       np.tile(mean.astype(np.float32), (q, 1)))
+        return out
