@@ -151,10 +151,12 @@ class Pipeline:
     def run(self) -> RunSummary:
         t_start = time.perf_counter()
         self._start_actors()
+        startup_s = time.perf_counter() - t_start
         spec = self.spec
         opts = self._decode_options()
         waiting: deque[Source] = deque(self.sources)
         decoders: dict[str, Any] = {}
+        closing: dict[str, Any] = {}  # at end of stream, waiting for their in-flight requests
         inflight_meta: dict[ray.ObjectRef, tuple[str, ray.ObjectRef]] = {}  # meta ref -> (sid, batch ref)
         per_source_inflight: dict[str, int] = {}
         pending: deque[tuple[str, int, ray.ObjectRef, float]] = deque()  # (sid, n, batch ref, t_ready)
@@ -228,11 +230,12 @@ class Pipeline:
                             errors += 1
                             p.error = info.error_reason
                             self._error(p, info)
-                        actor = decoders.pop(sid)
-                        ray.kill(actor, no_restart=True)
+                        closing[sid] = decoders.pop(sid)
                         p.state = "failed" if info.error_stage and not p.decoded else "ended"
                         if p.published >= p.decoded:
                             self._finish(p)
+                    if sid in closing and per_source_inflight[sid] == 0:
+                        ray.kill(closing.pop(sid), no_restart=True)  # its extra requests have drained
                 elif ref in model_refs:
                     model_load[model_refs.pop(ref)] -= 1
                     res: ModelResult = ray.get(ref)
@@ -259,7 +262,8 @@ class Pipeline:
         if self.on_progress:
             self.on_progress(self.progress)
         return RunSummary(self.run_id, list(self.progress.values()), delivery, time.perf_counter() - t_start,
-                          frames, model_s, batches, errors, {"input_size": self.input_size, **self.model_info})
+                          frames, model_s, batches, errors,
+                          {"input_size": self.input_size, "startup_s": startup_s, **self.model_info})
 
     def _finish(self, p: SourceProgress) -> None:
         p.ended = time.time()

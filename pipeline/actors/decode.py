@@ -63,8 +63,10 @@ class DecodeActor:
             self._put(_EOS)
         except DecodeError as exc:
             self._put(exc)
+            self._put(_EOS)  # later requests get end of stream, never a blocked get()
         except Exception as exc:  # noqa: BLE001 - any failure becomes an error event, never a hang
             self._put(DecodeError(self.source.display, "decode", f"{type(exc).__name__}: {exc}"))
+            self._put(_EOS)
 
     @ray.method(num_returns=2)
     def next_chunk(self) -> tuple[ChunkInfo, FrameBatch | None]:
