@@ -30,6 +30,7 @@ run: setup
 	$(FW) run $(CLIP) --config configs/default.yaml
 
 test: setup
+	$(VENV)/bin/ruff check pipeline operators tests
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
 
 test-unit: setup

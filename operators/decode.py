@@ -119,7 +119,8 @@ def probe(path: str) -> VideoInfo:
         rate = float(s.average_rate or s.guessed_rate or 0)
         dur = float(s.duration * s.time_base) if s.duration and s.time_base else (
             c.duration / 1e6 if c.duration else None)
-        return VideoInfo(s.codec_context.width, s.codec_context.height, rate, dur, s.frames or None, s.codec_context.name)
+        cc = s.codec_context
+        return VideoInfo(cc.width, cc.height, rate, dur, s.frames or None, cc.name)
 
 
 def decode(path: str, source_id: str, opts: DecodeOptions) -> Iterator[FrameBatch]:

@@ -113,7 +113,8 @@ class FrameBatch:
             raise ValueError("FrameBatch.concat needs at least one batch")
         sizes = {(b.height, b.width) for b in batches}
         if len(sizes) > 1:
-            raise ValueError(f"cannot concat batches of different frame sizes {sorted(sizes)}; resize on decode to one size")
+            raise ValueError(f"cannot concat batches of different frame sizes {sorted(sizes)}; "
+                             "resize on decode to one size")
         meta: dict[str, dict[str, Any]] = {}
         for b in batches:
             meta.update(b.meta)

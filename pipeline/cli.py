@@ -46,8 +46,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress displ
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if verbose < 2:
-        logging.getLogger("kafka").setLevel(logging.ERROR)
+    if verbose < 2:  # kafka-python logs metadata misses (a topic not created yet) as errors
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 def _fail(code: int, message: str) -> typer.Exit:
@@ -78,7 +78,8 @@ def run(
     sources: Annotated[list[str] | None, typer.Argument(
         help="Video files, directories, globs (quote them) or stream URLs. Added to the config's sources.")] = None,
     config: ConfigOpt = None,
-    fps: Annotated[float | None, typer.Option(help="Sample this many frames per second (overrides decode.fps).")] = None,
+    fps: Annotated[float | None, typer.Option(
+        help="Sample this many frames per second (overrides decode.fps).")] = None,
     query: Annotated[list[str] | None, typer.Option(
         "--query", help="A standing free-text query answered on every frame (repeatable).")] = None,
     model: Annotated[str | None, typer.Option(help="Model family name (see `framewire models list`).")] = None,
@@ -107,9 +108,8 @@ def run(
                                 "give recorded files, directories or globs")
     bootstrap = _bootstrap(spec)
 
-    from pipeline.progress import RunDisplay, print_summary
-
     from pipeline.planner import Pipeline
+    from pipeline.progress import RunDisplay, print_summary
 
     display = RunDisplay(srcs, console=err, enabled=not quiet)
     pipe = Pipeline(spec, srcs, bootstrap=bootstrap, on_progress=display.update)

@@ -74,7 +74,8 @@ def init_ray(spec: PipelineSpec, needed_cpus: float = 0.0) -> None:
     if ray.is_initialized():
         return
     env = {"PYTHONPATH": os.pathsep.join(p for p in [REPO_ROOT, os.environ.get("PYTHONPATH", "")] if p),
-           "TOKENIZERS_PARALLELISM": "false"}
+           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+           "TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
     if spec.ray.address:
         ray.init(address=spec.ray.address, runtime_env={"env_vars": env}, log_to_driver=True)
         return

@@ -102,26 +102,62 @@ def print_summary(s: RunSummary, spec: PipelineSpec, bootstrap: str, *, console:
     for col in ("source", "state", "frames", "events", "error"):
         t.add_column(col)
     for p in s.sources:
-        t.add_row(p.source.id, p.state, str(p.published), str(p.events), p.error or "")
+        t.add_row(p.source.id, p.state, str(p.published), str(p.events), "see below" if p.error else "")
     console.print(t)
     if s.delivery.per_topic:
         console.print("per topic: " + ", ".join(f"{k}={v}" for k, v in sorted(s.delivery.per_topic.items())),
                       highlight=False)
+    for p in s.sources:
+        if p.error:
+            console.print(f"[red]failed:[/] {p.source.display}: {p.error}", highlight=False, soft_wrap=True)
     for e in s.delivery.errors[:5]:
         console.print(f"[red]delivery error:[/] {e}", highlight=False)
     if show <= 0:
         return
+    print_event_digest(s.run_id, spec, bootstrap, console=console, show=show)
+
+
+def print_event_digest(run_id: str, spec: PipelineSpec, bootstrap: str, *, console: Console, show: int = 3) -> None:
+    """Read the run's events back from Kafka and print what they say, per source."""
+    from collections import Counter, defaultdict
+
     from pipeline.consumer import subscribe
 
-    seen: dict[str, int] = {}
-    want = {"caption", "detections", "query", "error"}
-    console.print(f"\nsample of the events on Kafka (`framewire tail --run-id {s.run_id} --from-beginning` "
-                  "shows all):", highlight=False)
-    for rec in subscribe(bootstrap, prefix=spec.kafka.topic_prefix, from_beginning=True, run_id=s.run_id,
-                         types=want, idle_timeout=3.0):
-        t_ = rec.event.type  # type: ignore[attr-defined]
-        if seen.get(t_, 0) < show:
-            seen[t_] = seen.get(t_, 0) + 1
-            console.print("  " + describe_event(rec.event), highlight=False)
-        if all(seen.get(x, 0) >= show for x in want - {"error"}):
-            break
+    labels: dict[str, Counter[str]] = defaultdict(Counter)  # frames in which each label was seen
+    captions: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    matches: dict[tuple[str, str], list[float]] = defaultdict(list)
+    frames: Counter[str] = Counter()
+    errors: list[str] = []
+    for rec in subscribe(bootstrap, prefix=spec.kafka.topic_prefix, from_beginning=True, run_id=run_id,
+                         idle_timeout=3.0):
+        ev: Any = rec.event
+        if ev.type == "detections":
+            frames[ev.source_id] += 1
+            labels[ev.source_id].update({d.label for d in ev.detections})
+        elif ev.type == "caption":
+            captions[ev.source_id].append((ev.pts, ev.text))
+        elif ev.type == "query":
+            matches[(ev.source_id, ev.query)] += [ev.pts] if ev.matched else []
+            matches.setdefault((ev.source_id, ev.query), [])
+        elif ev.type == "error":
+            errors.append(describe_event(ev))
+    console.print(f"\nwhat the events say (read back from Kafka; `framewire tail --run-id {run_id} "
+                  "--from-beginning` prints them all):", highlight=False)
+    for sid in sorted(set(frames) | set(captions)):
+        n = frames[sid]
+        seen = ", ".join(f"{lbl} in {k}/{n} frames" for lbl, k in labels[sid].most_common(6)) or "nothing"
+        console.print(f"  {sid}: detected {seen}", highlight=False)
+        shown = 0
+        last = None
+        for pts, text in sorted(captions[sid]):
+            if text != last and text != "no objects detected" and shown < show * 2:
+                console.print(f"    t={pts:6.2f}s  {text}", highlight=False)
+                shown += 1
+            last = text
+        for (src, q), ts in sorted(matches.items()):
+            if src == sid:
+                when = ", ".join(f"{t:.1f}s" for t in ts[:8]) + (" ..." if len(ts) > 8 else "")
+                console.print(f"    query {q!r}: matched in {len(ts)}/{n} frames" + (f" (t={when})" if ts else ""),
+                              highlight=False)
+    for line in errors[: show * 3]:
+        console.print(f"  [red]{line}[/]", highlight=False)

@@ -202,7 +202,8 @@ class CenterNetModel(VisionModel):
         step = len(pixels) if self._device.type != "cpu" else self.cpu_chunk
         decoded = []
         for start in range(0, len(pixels), max(step, 1)):
-            x = torch.from_numpy(np.ascontiguousarray(pixels[start:start + step])).to(self._device).to(self._dtype)
+            x = torch.from_numpy(np.array(pixels[start:start + step]))  # own copy: object-store arrays are read-only
+            x = x.to(self._device).to(self._dtype)
             if x.shape[1:3] != (h, w):
                 down = x.shape[1] > h or x.shape[2] > w
                 x = F.interpolate(x.permute(0, 3, 1, 2), (h, w), mode="bilinear", align_corners=False,

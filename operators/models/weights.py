@@ -41,7 +41,8 @@ def resolve_weights(model_id: str, path: str | None = None, *, allow_hub: bool |
             searched.append(f"Hugging Face cache {os.environ.get('HF_HOME', '~/.cache/huggingface')} (incomplete copy)")
         except Exception:  # noqa: BLE001 - any miss in the cache means "not here"
             searched.append(f"Hugging Face cache {os.environ.get('HF_HOME', '~/.cache/huggingface')}")
-        hub_ok = allow_hub if allow_hub is not None else os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "yes")
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") in ("1", "true", "yes")
+        hub_ok = allow_hub if allow_hub is not None else not offline
         if hub_ok:
             try:
                 from huggingface_hub import snapshot_download

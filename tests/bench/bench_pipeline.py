@@ -23,7 +23,6 @@ from typing import Any
 import psutil
 
 from operators.decode import DecodeOptions, decode
-from operators.frames import FrameBatch
 from operators.models.registry import create
 from pipeline.events import Topics, build_frame_events, to_record
 

@@ -5,8 +5,16 @@ import pytest
 
 from operators.frames import FrameBatch
 from operators.results import Captions, Detections, ModelOutput, QueryAnswers
-from pipeline.events import (CaptionEvent, DetectionsEvent, QueryEvent, Topics, build_frame_events, event_id,
-                             parse_event, to_record)
+from pipeline.events import (
+    CaptionEvent,
+    DetectionsEvent,
+    QueryEvent,
+    Topics,
+    build_frame_events,
+    event_id,
+    parse_event,
+    to_record,
+)
 
 
 def batch(n: int = 2) -> FrameBatch:

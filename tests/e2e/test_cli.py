@@ -1,0 +1,65 @@
+"""The framewire CLI as a user runs it: real video, the real broker, exit codes, tail."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support.videos import not_a_video
+
+pytestmark = [pytest.mark.e2e]
+
+
+def fw(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=timeout)
+
+
+@pytest.fixture
+def env(kafka_bootstrap: str) -> dict[str, str]:
+    return {"FRAMEWIRE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "FRAMEWIRE__KAFKA__TOPIC_PREFIX": f"e2e{uuid.uuid4().hex[:8]}",
+            "FRAMEWIRE__RAY__NUM_CPUS": "4"}
+
+
+def test_run_default_profile_on_real_clip_then_tail(env: dict[str, str], bikes: Path, tmp_path: Path) -> None:
+    summary = tmp_path / "s.json"
+    r = fw(["run", str(bikes), "--max-frames", "6", "-q", "--summary-json", str(summary)], env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads(summary.read_text())
+    assert s["frames"] == 6 and s["delivery"]["failed"] == 0
+    prefix = env["FRAMEWIRE__KAFKA__TOPIC_PREFIX"]
+    assert s["delivery"]["per_topic"][f"{prefix}.detections"] == 6
+    assert "acknowledged" in r.stdout
+    t = fw(["tail", f"{prefix}.detections", "--from-beginning", "--json", "--max", "6", "--idle-timeout", "10"], env)
+    assert t.returncode == 0, t.stderr[-2000:]
+    events = [json.loads(line) for line in t.stdout.splitlines()]
+    assert len(events) == 6 and all(e["type"] == "detections" and e["run_id"] == s["run_id"] for e in events)
+    assert [e["pts"] for e in events] == sorted(e["pts"] for e in events)
+
+
+def test_bad_input_exit_3_and_others_complete(env: dict[str, str], ramp_video: Path, tmp_path: Path) -> None:
+    bad = not_a_video(tmp_path / "bad.mp4")
+    r = fw(["run", str(bad), str(ramp_video), "--max-frames", "3", "-q",
+            "--config", str(Path(__file__).parent / "fake.yaml")], env)
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert "bad.mp4" in r.stdout and "not a video" in r.stdout
+
+
+def test_bad_config_exit_2_names_key(env: dict[str, str], tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  batchsize: 4\n")
+    r = fw(["run", "x.mp4", "--config", str(cfg)], env, timeout=60)
+    assert r.returncode == 2
+    assert "model.batchsize" in r.stderr and "c.yaml" in r.stderr
+
+
+def test_help_explains() -> None:
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--config" in r.stdout and "--query" in r.stdout
