@@ -29,7 +29,9 @@ _INSTALL_MVN = "install Maven (Debian/Ubuntu: apt-get install maven; macOS: brew
 
 
 def default_cache_root() -> Path:
-    """`$XDG_CACHE_HOME/framewire/kafka`, else `~/.cache/framewire/kafka`: jars and run dirs live here."""
+    """`$FRAMEWIRE_CACHE/kafka`, else `$XDG_CACHE_HOME/framewire/kafka` or `~/.cache/framewire/kafka`."""
+    if os.environ.get("FRAMEWIRE_CACHE"):
+        return Path(os.environ["FRAMEWIRE_CACHE"]) / "kafka"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "framewire" / "kafka"
 
