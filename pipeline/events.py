@@ -39,6 +39,7 @@ class Topics:
         self.queries = f"{prefix}.queries"
         self.status = f"{prefix}.status"
         self.errors = f"{prefix}.errors"
+        self.checkpoints = f"{prefix}.checkpoints"  # compacted; per-source resume points, not events
 
     def all(self) -> list[str]:
         return [self.captions, self.detections, self.queries, self.status, self.errors]

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
@@ -25,6 +25,7 @@ from operators.decode import DecodeOptions
 from pipeline.actors.decode import ChunkInfo, DecodeActor
 from pipeline.actors.model import ModelActor, ModelResult
 from pipeline.actors.publish import DeliveryReport, PublisherActor
+from pipeline.checkpoints import Checkpoint, read_checkpoints, transactional_id_for
 from pipeline.events import ErrorEvent, StatusEvent, Topics, event_id, to_record
 from pipeline.sources import Source
 from pipeline.spec import PipelineSpec
@@ -42,6 +43,7 @@ class SourceProgress:
     published: int = 0  # frames whose events were sent to the producer
     events: int = 0
     error: str | None = None
+    detail: str = ""
     started: float | None = None
     ended: float | None = None
 
@@ -121,8 +123,23 @@ class Pipeline:
                 spec.model.name, self._model_kwargs(), self.run_id, uris, spec.kafka.topic_prefix)
             for _ in range(spec.model.replicas)
         ]
+        self.exactly_once = spec.mode == "archive" and spec.kafka.exactly_once
+        self.resume: dict[str, Checkpoint] = {}
+        txn_id = None
+        if self.exactly_once:
+            txn_id = spec.kafka.transactional_id or transactional_id_for(spec.kafka.topic_prefix,
+                                                                         [s.id for s in self.sources])
         self.publisher = PublisherActor.options(num_cpus=0.1).remote(  # type: ignore[attr-defined]
-            self.bootstrap, spec.kafka.producer)
+            self.bootstrap, spec.kafka.producer, transactional_id=txn_id,
+            checkpoint_topic=self.topics.checkpoints if self.exactly_once else None, run_id=self.run_id,
+            commit_timeout=spec.kafka.commit_timeout_s)
+        ray.get(self.publisher.ready.remote())  # init_transactions done: a crashed predecessor is fenced
+        if self.exactly_once:
+            ids = {s.id for s in self.sources}
+            self.resume = {k: v for k, v in read_checkpoints(self.bootstrap, self.topics.checkpoints).items()
+                           if k in ids}
+            resume_pts = {k: v.last_pts for k, v in self.resume.items() if v.last_pts is not None}
+            ray.get(self.publisher.set_resume.remote(resume_pts))
         infos = ray.get([m.info.remote() for m in self.models])
         self.input_size = tuple(infos[0]["input_size"])
         self.model_info = infos[0]
@@ -138,7 +155,11 @@ class Pipeline:
         ev = StatusEvent(event_id=event_id(p.source.id, self.run_id, "status", state), run_id=self.run_id,
                          source_id=p.source.id, source_uri=p.source.display, emitted_at=time.time(),
                          state=state, frames=p.decoded, detail=detail)  # type: ignore[arg-type]
-        self.publisher.send.remote([to_record(ev, self.topics)])
+        rec = [to_record(ev, self.topics)]
+        if state == "started":
+            self.publisher.send.remote(rec)
+        else:  # a clean end marks the source done in the same transaction
+            self.publisher.finish.remote(p.source.id, rec, state == "ended" and not p.error)
 
     def _error(self, p: SourceProgress, info: ChunkInfo) -> None:
         ev = ErrorEvent(event_id=event_id(p.source.id, info.error_pts or -1.0, "error", info.error_stage),
@@ -155,7 +176,14 @@ class Pipeline:
         startup_s = time.perf_counter() - t_start
         spec = self.spec
         opts = self._decode_options()
-        waiting: deque[Source] = deque(self.sources)
+        waiting: deque[Source] = deque()
+        for src in self.sources:
+            cp = self.resume.get(src.id)
+            if cp is not None and cp.done:
+                p = self.progress[src.id]
+                p.state, p.detail = "done", f"already complete (run {cp.run_id})"
+            else:
+                waiting.append(src)
         decoders: dict[str, Any] = {}
         closing: dict[str, Any] = {}  # at end of stream, waiting for their in-flight requests
         inflight_meta: dict[ray.ObjectRef, tuple[str, ray.ObjectRef]] = {}  # meta ref -> (sid, batch ref)
@@ -170,8 +198,10 @@ class Pipeline:
         def open_more() -> None:
             while waiting and len(decoders) < spec.decode.concurrent_sources:
                 src = waiting.popleft()
+                cp = self.resume.get(src.id)
+                src_opts = opts if cp is None or cp.last_pts is None else replace(opts, start_after_pts=cp.last_pts)
                 decoders[src.id] = DecodeActor.options(num_cpus=spec.decode.cpus).remote(  # type: ignore[attr-defined]
-                    src, opts, spec.batching.inflight_per_source)
+                    src, src_opts, spec.batching.inflight_per_source)
                 per_source_inflight[src.id] = 0
                 p = self.progress[src.id]
                 p.state, p.started = "decoding", time.time()

@@ -71,6 +71,10 @@ class KafkaSpec(_Strict):
     bootstrap_servers: str | None = Field(None, description="null starts the local dev broker")
     topic_prefix: str = "framewire"
     producer: dict[str, Any] = Field(default_factory=dict, description="passed to KafkaProducer unchanged")
+    exactly_once: bool = Field(True, description="archive runs: events and checkpoints in one transaction; "
+                                                 "a rerun resumes with no duplicate and no gap")
+    transactional_id: str | None = Field(None, description="null derives a stable id from the sources")
+    commit_timeout_s: float = Field(60.0, gt=0, description="a transaction commit slower than this fails the run")
 
 
 class RaySpec(_Strict):

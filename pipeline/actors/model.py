@@ -21,6 +21,7 @@ __all__ = ["ModelActor", "ModelResult"]
 class ModelResult:
     records: list[Record]
     frames: dict[str, int] = field(default_factory=dict)  # frames per source in this batch
+    last_pts: dict[str, float] = field(default_factory=dict)  # highest pts per source in this batch
     events: int = 0
     model_s: float = 0.0
     failed: bool = False
@@ -53,6 +54,7 @@ class ModelActor:
     def process(self, *chunks: FrameBatch) -> ModelResult:
         batch = chunks[0] if len(chunks) == 1 else FrameBatch.concat(list(chunks))
         frames = dict(Counter(batch.source_id.tolist()))
+        last_pts = {s: float(batch.pts[batch.source_id == s].max()) for s in frames}
         t0 = time.perf_counter()
         try:
             out = self.model(batch)
@@ -70,10 +72,10 @@ class ModelActor:
                     event_id=event_id(sid, pts, "error", "model"), run_id=self.run_id, source_id=sid,
                     source_uri=self.uris.get(sid, sid), emitted_at=time.time(), stage="model", reason=reason,
                     error_type=type(exc).__name__, frame_index=int(batch.frame_index[row]), pts=pts))
-            return ModelResult([to_record(e, self.topics) for e in errs], frames, len(errs),
+            return ModelResult([to_record(e, self.topics) for e in errs], frames, last_pts, len(errs),
                                time.perf_counter() - t0, failed=True)
         records = [to_record(e, self.topics) for e in events]
-        return ModelResult(records, frames, len(records), time.perf_counter() - t0)
+        return ModelResult(records, frames, last_pts, len(records), time.perf_counter() - t0)
 
     def teardown(self) -> None:
         self.model.teardown()

@@ -1,4 +1,10 @@
-"""PublisherActor: owns the Kafka producer. acks=all, idempotent, delivery callbacks, flush on close."""
+"""PublisherActor: owns the Kafka producer. acks=all, idempotent, delivery callbacks, flush on close.
+
+With a ``transactional_id`` (archive runs) every call is one Kafka transaction holding the
+batch's events and the checkpoint of each source in it, so a crash never leaves events
+without their checkpoint or the other way round; ``init_transactions`` at start aborts
+whatever a crashed predecessor with the same id left open and fences it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any
 import ray
 
 from pipeline.actors.model import ModelResult
+from pipeline.checkpoints import Checkpoint, checkpoint_record
 from pipeline.events import Record
 
 __all__ = ["DeliveryReport", "PublisherActor", "producer_config"]
@@ -19,16 +26,17 @@ _DEFAULTS: dict[str, Any] = {
     "linger_ms": 5,
     "retries": 2147483647,
     "max_in_flight_requests_per_connection": 5,
-    "compression_type": None,
     "request_timeout_ms": 30000,
 }
 
 
-def producer_config(bootstrap: str, overrides: dict[str, Any]) -> dict[str, Any]:
+def producer_config(bootstrap: str, overrides: dict[str, Any], transactional_id: str | None = None) -> dict[str, Any]:
     """Our delivery defaults; user settings pass through to KafkaProducer unchanged."""
     conf = dict(_DEFAULTS)
     conf.update(overrides)
     conf["bootstrap_servers"] = bootstrap
+    if transactional_id:
+        conf["transactional_id"] = transactional_id
     return conf
 
 
@@ -39,6 +47,7 @@ class DeliveryReport:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     per_topic: dict[str, int] = field(default_factory=dict)
+    transactions: int = 0
 
 
 @ray.remote
@@ -46,12 +55,28 @@ class PublisherActor:
     """Sends records in call order. Ray runs one caller's calls in submission order, so
     events of one source reach Kafka in pts order."""
 
-    def __init__(self, bootstrap: str, overrides: dict[str, Any]) -> None:
+    def __init__(self, bootstrap: str, overrides: dict[str, Any], *, transactional_id: str | None = None,
+                 checkpoint_topic: str | None = None, run_id: str = "", commit_timeout: float = 60.0) -> None:
         from kafka import KafkaProducer
 
-        self.producer = KafkaProducer(**producer_config(bootstrap, overrides))
+        self.txn = bool(transactional_id)
+        self.producer = KafkaProducer(**producer_config(bootstrap, overrides, transactional_id))
+        if self.txn:
+            self.producer.init_transactions()  # aborts and fences a crashed run with the same id
+        self.checkpoint_topic = checkpoint_topic
+        self.run_id = run_id
+        self.last_pts: dict[str, float] = {}
+        self.frames: dict[str, int] = {}
+        self.commit_timeout = commit_timeout
         self.report = DeliveryReport()
         self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        return True
+
+    def set_resume(self, last_pts: dict[str, float]) -> None:
+        """Last published pts per source from the checkpoints (kept for a source that adds nothing)."""
+        self.last_pts.update(last_pts)
 
     def _on_ok(self, topic: str) -> Any:
         def cb(_meta: Any) -> None:
@@ -66,24 +91,73 @@ class PublisherActor:
             if len(self.report.errors) < 20:
                 self.report.errors.append(f"{type(exc).__name__}: {exc}")
 
-    def send(self, records: list[Record]) -> int:
+    def _send(self, records: list[Record]) -> None:
         for topic, key, value, headers in records:
             fut = self.producer.send(topic, key=key, value=value, headers=headers)
             fut.add_callback(self._on_ok(topic))
             fut.add_errback(self._on_err)
         self.report.sent += len(records)
+
+    def _commit(self) -> None:
+        """kafka-python's commit waits without a limit; bound it so a lost broker fails the run."""
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def go() -> None:
+            try:
+                self.producer.commit_transaction()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                errors.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=go, daemon=True, name="kafka-commit").start()
+        if not done.wait(self.commit_timeout):
+            raise TimeoutError(f"Kafka transaction commit did not finish in {self.commit_timeout:.0f}s; "
+                               "the run stops here and resumes from its checkpoints when started again")
+        if errors:
+            raise errors[0]
+        self.report.transactions += 1
+
+    def _deliver(self, records: list[Record], checkpoints: list[Checkpoint]) -> None:
+        if not self.txn:
+            self._send(records)
+            return
+        self.producer.begin_transaction()
+        try:
+            self._send(records)
+            if self.checkpoint_topic:
+                self._send([checkpoint_record(cp, self.checkpoint_topic) for cp in checkpoints])
+        except BaseException:
+            self.producer.abort_transaction()
+            raise
+        self._commit()
+
+    def send(self, records: list[Record]) -> int:
+        """Send records outside the model path (status, errors)."""
+        self._deliver(records, [])
         return len(records)
 
     def publish(self, result: ModelResult) -> ModelResult:
-        """Send a model batch's records; returns the result minus its payload (for progress)."""
-        self.send(result.records)
-        return ModelResult([], result.frames, result.events, result.model_s, result.failed)
+        """Send a model batch's records with the new checkpoint of each source in it."""
+        cps = []
+        for sid, pts in result.last_pts.items():
+            self.last_pts[sid] = pts
+            self.frames[sid] = self.frames.get(sid, 0) + result.frames.get(sid, 0)
+            cps.append(Checkpoint(sid, pts, False, self.run_id, self.frames[sid]))
+        self._deliver(result.records, cps)
+        return ModelResult([], result.frames, result.last_pts, result.events, result.model_s, result.failed)
+
+    def finish(self, source_id: str, records: list[Record], done: bool) -> None:
+        """A source's closing status; ``done`` marks it complete so a rerun skips it."""
+        cp = Checkpoint(source_id, self.last_pts.get(source_id), done, self.run_id, self.frames.get(source_id, 0))
+        self._deliver(records, [cp] if done else [])
 
     def flush(self, timeout: float | None = 60.0) -> DeliveryReport:
         self.producer.flush(timeout=timeout)
         with self._lock:
             return DeliveryReport(self.report.sent, self.report.acked, self.report.failed,
-                                  list(self.report.errors), dict(self.report.per_topic))
+                                  list(self.report.errors), dict(self.report.per_topic), self.report.transactions)
 
     def close(self) -> DeliveryReport:
         rep = self.flush()

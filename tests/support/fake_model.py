@@ -6,6 +6,7 @@ exercises the same shapes as a real model without loading weights.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ class FakeModel(VisionModel):
 
     def __init__(self, **kwargs: Any) -> None:
         self.fail_on_frame: int | None = kwargs.pop("fail_on_frame", None)
+        self.delay_s: float = kwargs.pop("delay_s", 0.0)  # stands in for model compute time
         self.size = tuple(kwargs.pop("size", (64, 64)))
         kwargs.pop("threads", None)
         super().__init__(**kwargs)
@@ -32,6 +34,8 @@ class FakeModel(VisionModel):
 
     def __call__(self, batch: FrameBatch) -> ModelOutput:
         self.calls += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
         if self.fail_on_frame is not None and (batch.frame_index == self.fail_on_frame).any():
             raise RuntimeError(f"poison frame {self.fail_on_frame}")
         n = len(batch)

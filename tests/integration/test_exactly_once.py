@@ -1,0 +1,111 @@
+"""Exactly-once archive runs: kill the run (the whole process, or one actor) at random points,
+restart until it completes, then count events per source and pts on the topics."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+from pipeline.consumer import subscribe
+from pipeline.planner import Pipeline
+from pipeline.sources import expand_sources
+from pipeline.spec import PipelineSpec
+from tests.support.fake_model import FAKE
+from tests.support.videos import make_video
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+FRAMES, SOURCES = 60, 3
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    d = tmp_path_factory.mktemp("eo")
+    return [make_video(d / f"cam{i}.mp4", frames=FRAMES, fps=30, size=(48, 64)) for i in range(SOURCES)]
+
+
+def assert_exactly_once(bootstrap: str, prefix: str, videos: list[Path]) -> Counter[tuple[str, str, int]]:
+    seen: Counter[tuple[str, str, int]] = Counter()
+    for rec in subscribe(bootstrap, prefix=prefix, from_beginning=True, idle_timeout=4.0,
+                         types={"caption", "detections", "query"}):
+        ev: Any = rec.event
+        seen[(ev.source_id, ev.type, ev.frame_index)] += 1
+    dupes = {k: n for k, n in seen.items() if n > 1}
+    assert not dupes, f"duplicates: {list(dupes.items())[:5]}"
+    ids = [s.id for s in expand_sources([str(v) for v in videos])]
+    expected = {(sid, t, i) for sid in ids for t in ("caption", "detections", "query") for i in range(FRAMES)}
+    missing = expected - set(seen)
+    assert not missing, f"gaps: {sorted(missing)[:5]} ({len(missing)} missing)"
+    assert set(seen) == expected
+    return seen
+
+
+def test_kill_the_process_at_random_points_then_resume(kafka_bootstrap: str, videos: list[Path]) -> None:
+    prefix = f"eo{uuid.uuid4().hex[:8]}"
+    cfg = Path(__file__).parent / "exactly_once.yaml"
+    env = {**os.environ, "FRAMEWIRE_KAFKA_BOOTSTRAP": kafka_bootstrap, "FRAMEWIRE__KAFKA__TOPIC_PREFIX": prefix,
+           "FRAMEWIRE__RAY__NUM_CPUS": "4"}
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", *map(str, videos), "--config", str(cfg), "-q", "--show", "0"]
+    rng = random.Random()
+    kills = 0
+    for attempt in range(8):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        if kills < 3:
+            try:
+                proc.wait(timeout=rng.uniform(9.0, 16.0))  # startup ~7 s, then batches every ~0.3 s
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray processes, as in a machine crash
+                proc.wait()
+                kills += 1
+                continue
+        out, _ = proc.communicate(timeout=240)
+        assert proc.returncode == 0, out[-3000:]
+        break
+    else:
+        pytest.fail("the run never completed")
+    assert kills >= 1
+    assert_exactly_once(kafka_bootstrap, prefix, videos)
+
+
+def test_kill_one_actor_then_resume(ray_local: None, kafka_bootstrap: str, videos: list[Path]) -> None:
+    prefix = f"eo{uuid.uuid4().hex[:8]}"
+    spec = PipelineSpec().with_overrides(**{
+        "model.name": FAKE, "model.options": {"size": [48, 64], "delay_s": 0.15}, "queries": ["q"],
+        "kafka.topic_prefix": prefix, "decode.fps": None, "decode.chunk": 4, "batching.max_batch": 4,
+        "decode.cpus": 0.25, "model.cpus": 0.5})
+    sources = expand_sources([str(v) for v in videos])
+    for victim in ("model", "publisher"):
+        pipe = Pipeline(spec, sources, bootstrap=kafka_bootstrap)
+        result: dict[str, Any] = {}
+
+        def go(p: Pipeline = pipe) -> None:
+            try:
+                result["summary"] = p.run()
+            except Exception as exc:  # noqa: BLE001 - the killed actor surfaces here
+                result["error"] = exc
+
+        t = threading.Thread(target=go)
+        t.start()
+        deadline = time.monotonic() + 60
+        while not hasattr(pipe, "publisher") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(random.uniform(2.0, 4.0))
+        ray.kill(pipe.models[0] if victim == "model" else pipe.publisher, no_restart=True)
+        t.join(timeout=120)
+        assert "error" in result, f"killing the {victim} actor should fail the run"
+        pipe.shutdown()
+    summary = Pipeline(spec, sources, bootstrap=kafka_bootstrap).run()
+    assert summary.delivery.failed == 0
+    assert_exactly_once(kafka_bootstrap, prefix, videos)
