@@ -142,6 +142,10 @@ def tail(
     type_: Annotated[list[str] | None, typer.Option("--type", help="Only these event types (repeatable).")] = None,
     run_id: Annotated[str | None, typer.Option(help="Only events of this run.")] = None,
     from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Start at the oldest event.")] = False,
+    since: Annotated[str | None, typer.Option(
+        help="Only events captured since: a duration ago (90s, 10m, 2h), an ISO time or UNIX seconds.")] = None,
+    group: Annotated[str | None, typer.Option(
+        help="Consumer group: resume where the group left off; offsets committed after printing.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line (for jq).")] = False,
     idle_timeout: Annotated[float | None, typer.Option(help="Exit after this many idle seconds.")] = None,
     max_events: Annotated[int | None, typer.Option("--max", help="Exit after this many events.")] = None,
@@ -151,14 +155,18 @@ def tail(
     _setup_logging(0, False)
     spec = _spec(config)
     bootstrap = _bootstrap(spec, start=False)
-    from pipeline.consumer import subscribe
+    from pipeline.consumer import parse_since, subscribe
     from pipeline.progress import describe_event
 
+    try:
+        since_t = parse_since(since) if since else None
+    except ValueError as exc:
+        raise _fail(EXIT_USAGE, str(exc)) from None
     n = 0
     try:
         for rec in subscribe(bootstrap, topic or None, prefix=spec.kafka.topic_prefix, from_beginning=from_beginning,
                              source=source, types=set(type_) if type_ else None, run_id=run_id,
-                             idle_timeout=idle_timeout):
+                             idle_timeout=idle_timeout, since=since_t, group_id=group):
             if as_json:
                 sys.stdout.write(rec.event.model_dump_json() + "\n")  # type: ignore[attr-defined]
                 sys.stdout.flush()

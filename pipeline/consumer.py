@@ -1,15 +1,27 @@
-"""Reading framewire events back from Kafka: typed events, filtered by source, type and run."""
+"""The consumer library for subscribers: typed events back from Kafka, filtered, committed after handling.
+
+    from pipeline.consumer import Subscriber
+    with Subscriber("127.0.0.1:9092", group_id="alerts", types={"query"}) as sub:
+        for rec in sub:
+            handle(rec.event)          # the offset is committed only after this returns
+
+Reads ``read_committed`` by default, so events of an unfinished archive transaction are
+never seen. Values that are not framewire events are skipped and counted in ``skipped``.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from pipeline.events import Topics, parse_event
 
-__all__ = ["Received", "subscribe"]
+__all__ = ["Received", "Subscriber", "parse_since", "subscribe"]
 
 
 @dataclass(frozen=True)
@@ -19,59 +31,162 @@ class Received:
     offset: int
     key: str
     headers: dict[str, str]
-    event: object  # one of the pipeline.events event models
+    event: Any  # one of the pipeline.events event models
 
 
-def subscribe(
-    bootstrap: str,
-    topics: list[str] | None = None,
-    *,
-    prefix: str = "framewire",
-    from_beginning: bool = False,
-    source: str | None = None,
-    types: set[str] | None = None,
-    run_id: str | None = None,
-    idle_timeout: float | None = None,
-    group_id: str | None = None,
-    read_committed: bool = True,
-) -> Iterator[Received]:
-    """Yield events as they arrive; stop after ``idle_timeout`` seconds without one (None: never).
+_REL = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 
-    Values that do not parse as a framewire event are skipped (counted nowhere): the
-    topics belong to framewire, so they mean a foreign producer wrote there.
+
+def parse_since(value: str, now: float | None = None) -> float:
+    """UNIX seconds from '90s', '10m', '2h', '1d' (ago), an ISO time, or UNIX seconds.
+
+    >>> parse_since("10m", now=1000.0)
+    400.0
+    >>> parse_since("1970-01-01T00:01:00+00:00")
+    60.0
     """
-    from kafka import KafkaConsumer
-
-    names = topics or Topics(prefix).all()
-    consumer = KafkaConsumer(
-        *names,
-        bootstrap_servers=bootstrap,
-        group_id=group_id or f"framewire-tail-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        enable_auto_commit=group_id is not None,
-        isolation_level="read_committed" if read_committed else "read_uncommitted",
-        consumer_timeout_ms=200,
-    )
-    last = time.monotonic()
+    now = time.time() if now is None else now
+    m = _REL.match(value.strip())
+    if m:
+        return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
     try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise ValueError(f"--since {value!r}: give a duration ago (90s, 10m, 2h, 1d), an ISO time "
+                         "(2026-11-22T10:00:00+00:00) or UNIX seconds") from None
+
+
+class Subscriber:
+    """Iterate framewire events. With ``group_id`` offsets are committed after each handled event
+    (in groups of ``commit_every``, and on close), so a crash re-delivers at most the unhandled ones."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: list[str] | None = None,
+        *,
+        prefix: str = "framewire",
+        group_id: str | None = None,
+        from_beginning: bool = False,
+        since: float | None = None,
+        sources: set[str] | None = None,
+        types: set[str] | None = None,
+        run_id: str | None = None,
+        read_committed: bool = True,
+        idle_timeout: float | None = None,
+        commit_every: int = 100,
+    ) -> None:
+        from kafka import KafkaConsumer
+
+        self.topics = topics or Topics(prefix).all()
+        self.sources, self.types, self.run_id, self.since = sources, types, run_id, since
+        self.idle_timeout = idle_timeout
+        self.group_id = group_id
+        self.commit_every = commit_every
+        self.skipped = 0
+        self._handled: dict[Any, int] = {}
+        self._since_commit = 0
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group_id or f"framewire-tail-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest" if (from_beginning or since is not None) else "latest",
+            enable_auto_commit=False,
+            isolation_level="read_committed" if read_committed else "read_uncommitted",
+            consumer_timeout_ms=200,
+        )
+        if since is not None and group_id is None:
+            self._assign_from(since)
+        else:
+            self.consumer.subscribe(self.topics)
+
+    def _assign_from(self, since: float) -> None:
+        from kafka import TopicPartition
+
+        tps = [TopicPartition(t, p) for t in self.topics for p in (self.consumer.partitions_for_topic(t) or [])]
+        self.consumer.assign(tps)
+        if not tps:
+            return
+        offsets = self.consumer.offsets_for_times({tp: int(since * 1000) for tp in tps})
+        for tp in tps:
+            found = offsets.get(tp)
+            if found is None:
+                self.consumer.seek_to_end(tp)
+            else:
+                self.consumer.seek(tp, found.offset)
+
+    def _wanted(self, ev: Any) -> bool:
+        if self.sources and not any(ev.source_id == s or ev.source_id.startswith(s + "-") for s in self.sources):
+            return False
+        if self.types and ev.type not in self.types:
+            return False
+        if self.run_id and ev.run_id != self.run_id:
+            return False
+        t = getattr(ev, "capture_time", ev.emitted_at)
+        return not (self.since is not None and t < self.since)
+
+    def __iter__(self) -> Iterator[Received]:
+        from kafka import TopicPartition
+
+        last = time.monotonic()
         while True:
             got = False
-            for msg in consumer:
+            for msg in self.consumer:
                 got = True
                 last = time.monotonic()
+                tp = TopicPartition(msg.topic, msg.partition)
                 try:
                     ev = parse_event(msg.value)
                 except ValueError:
+                    self.skipped += 1
+                    self._mark(tp, msg.offset)
                     continue
-                if source and ev.source_id != source and not ev.source_id.startswith(source + "-"):
-                    continue
-                if types and ev.type not in types:
-                    continue
-                if run_id and ev.run_id != run_id:
-                    continue
-                hdrs = {k: v.decode(errors="replace") for k, v in (msg.headers or [])}
-                yield Received(msg.topic, msg.partition, msg.offset, (msg.key or b"").decode(), hdrs, ev)
-            if not got and idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                if self._wanted(ev):
+                    hdrs = {k: v.decode(errors="replace") for k, v in (msg.headers or [])}
+                    yield Received(msg.topic, msg.partition, msg.offset, (msg.key or b"").decode(), hdrs, ev)
+                self._mark(tp, msg.offset)  # reached only after the caller handled the event
+            if not got and self.idle_timeout is not None and time.monotonic() - last > self.idle_timeout:
                 return
+
+    def _mark(self, tp: Any, offset: int) -> None:
+        if self.group_id is None:
+            return
+        self._handled[tp] = offset + 1
+        self._since_commit += 1
+        if self._since_commit >= self.commit_every:
+            self.commit()
+
+    def commit(self) -> None:
+        """Commit the offsets of every event handled so far (group consumers only)."""
+        if self.group_id is None or not self._handled:
+            return
+        from kafka.structs import OffsetAndMetadata
+
+        self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in self._handled.items()})
+        self._handled.clear()
+        self._since_commit = 0
+
+    def close(self) -> None:
+        try:
+            self.commit()
+        finally:
+            self.consumer.close()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def subscribe(bootstrap: str, topics: list[str] | None = None, *, source: str | None = None,
+              **kwargs: Any) -> Iterator[Received]:
+    """Yield events until ``idle_timeout`` (a one-call form of Subscriber; closes itself)."""
+    sub = Subscriber(bootstrap, topics, sources={source} if source else None, **kwargs)
+    try:
+        yield from sub
     finally:
-        consumer.close()
+        sub.close()
