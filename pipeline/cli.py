@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from pipeline.spec import ConfigError, PipelineSpec, load_spec
 
@@ -213,13 +214,48 @@ def broker_status(port: Annotated[int, typer.Option(help="Client port on 127.0.0
 
 
 @models_app.command("list")
-def models_list() -> None:
-    """Show model families, the tasks each runs and whether its weights resolve here."""
+def models_list(config: ConfigOpt = None) -> None:
+    """Show model families, the tasks each runs and whether its weights resolve here (no download)."""
     from operators.models.registry import family_names, get
+    from operators.models.weights import ModelNotFoundError
 
+    spec = _spec(config)
+    t = Table(show_header=True)
+    for col in ("family", "tasks", "model", "weights here"):
+        t.add_column(col)
     for name in family_names():
-        cls = get(name)
-        out.print(f"{name:12s} tasks: {', '.join(cls.supported_tasks)}")
+        try:
+            cls = get(name)
+        except ValueError as exc:
+            t.add_row(name, "", "", f"[red]cannot import: {exc}[/]")
+            continue
+        configured = spec.model.name == name
+        model_id = spec.model.id if configured else cls.default_id
+        path = spec.model.path if configured else None
+        try:
+            where = f"[green]yes[/] {cls.locate(model_id, path)}"
+        except ModelNotFoundError:
+            where = f"[yellow]no[/]: framewire models fetch {model_id or 'ID'} --to DIR"
+        label = name + (" (configured)" if configured else "")
+        t.add_row(label, ", ".join(cls.supported_tasks), model_id or "-", where)
+    out.print(t)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    model_id: Annotated[str, typer.Argument(help="Hugging Face model id, e.g. florence-community/Florence-2-base")],
+    to: Annotated[Path, typer.Option("--to", help="Directory to download into; mount it and set model.path.")],
+    revision: Annotated[str | None, typer.Option(help="Branch, tag or commit.")] = None,
+) -> None:
+    """Download a model's weights on a connected machine so an offline cluster can mount them."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        where = snapshot_download(model_id, revision=revision, local_dir=str(to))
+    except Exception as exc:  # noqa: BLE001 - any hub failure becomes one message and exit 1
+        raise _fail(EXIT_RUNTIME, f"could not download {model_id} ({type(exc).__name__}: {exc}); this needs "
+                                  "the Hugging Face hub: run it on a connected machine and copy DIR") from None
+    out.print(f"{model_id} is in {where}; set model.path: {where} (or --model-path) to use it")
 
 
 def main() -> None:

@@ -23,6 +23,14 @@ class VisionModel(Operator[ModelOutput]):
 
     family: ClassVar[str] = ""
     supported_tasks: ClassVar[tuple[str, ...]] = TASKS
+    default_id: ClassVar[str] = ""  # what `framewire models list` checks when no id is given
+
+    @classmethod
+    def locate(cls, model_id: str, path: str | None = None) -> str:
+        """Where the weights are on this machine, without downloading; raises ModelNotFoundError."""
+        from operators.models.weights import resolve_weights
+
+        return resolve_weights(model_id or cls.default_id, path, allow_hub=False)
 
     def __init__(
         self,

