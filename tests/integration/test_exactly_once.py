@@ -59,7 +59,7 @@ def test_kill_the_process_at_random_points_then_resume(kafka_bootstrap: str, vid
     cmd = [sys.executable, "-m", "pipeline.cli", "run", *map(str, videos), "--config", str(cfg), "-q", "--show", "0"]
     rng = random.Random()
     kills = 0
-    for attempt in range(8):
+    for _attempt in range(8):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
         if kills < 3:
@@ -90,7 +90,7 @@ def test_kill_one_actor_then_resume(ray_local: None, kafka_bootstrap: str, video
         pipe = Pipeline(spec, sources, bootstrap=kafka_bootstrap)
         result: dict[str, Any] = {}
 
-        def go(p: Pipeline = pipe) -> None:
+        def go(p: Pipeline = pipe, result: dict[str, Any] = result) -> None:
             try:
                 result["summary"] = p.run()
             except Exception as exc:  # noqa: BLE001 - the killed actor surfaces here
