@@ -88,13 +88,21 @@ def run(
     max_frames: Annotated[int | None, typer.Option(help="Stop each source after this many sampled frames.")] = None,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the run summary as JSON here.")] = None,
     show: Annotated[int, typer.Option(help="Read back and print this many events per topic at the end.")] = 3,
+    duration: Annotated[float | None, typer.Option(
+        help="Live: stop after this many seconds (default: until Ctrl-C or SIGTERM).")] = None,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run the pipeline over SOURCES to the end and publish events to Kafka."""
+    """Run the pipeline over SOURCES and publish events to Kafka.
+
+    Files, directories and globs run as an archive job to the end (exactly-once; a rerun
+    resumes). Stream URLs (rtsp://, rtmp://, http(s)://, udp://) and webcams (/dev/videoN)
+    run live until stopped, reconnecting dropped cameras; add and remove cameras and
+    queries meanwhile with `framewire sources` and `framewire queries`.
+    """
     _setup_logging(verbose, quiet)
     overrides: dict[str, Any] = {"decode.fps": fps, "model.name": model, "model.path": model_path,
-                                 "decode.max_frames": max_frames}
+                                 "decode.max_frames": max_frames, "live.duration_s": duration}
     spec = _spec(config, **overrides)
     if query:
         spec = spec.with_overrides(queries=list(spec.queries) + list(query))
@@ -104,16 +112,42 @@ def run(
     if not srcs:
         raise _fail(EXIT_USAGE, "no sources: name video files, directories, globs or URLs, e.g. "
                                 "`framewire run clip.mp4` (or set sources: in the config)")
-    if spec.mode == "live" or any(s.is_live for s in srcs):
-        raise _fail(EXIT_USAGE, "live sources (URLs, webcams) are not supported by this version yet; "
-                                "give recorded files, directories or globs")
+    live = [s for s in srcs if s.is_live]
+    if live and len(live) != len(srcs):
+        files = ", ".join(s.display for s in srcs if not s.is_live)[:200]
+        raise _fail(EXIT_USAGE, f"live streams and recorded files cannot share a run ({files}); "
+                                "run the files as their own archive job")
+    if live and spec.mode != "live":
+        spec = spec.with_overrides(mode="live")
+    if spec.mode == "live" and not live and not spec.live.control:
+        raise _fail(EXIT_USAGE, "mode: live needs stream URLs (rtsp://, http(s)://, udp://, rtmp://) or "
+                                "/dev/videoN; files run in mode: archive")
     bootstrap = _bootstrap(spec)
 
-    from pipeline.planner import Pipeline
     from pipeline.progress import RunDisplay, print_summary
 
-    display = RunDisplay(srcs, console=err, enabled=not quiet)
-    pipe = Pipeline(spec, srcs, bootstrap=bootstrap, on_progress=display.update)
+    display = RunDisplay(srcs, console=err, enabled=not quiet, live=spec.mode == "live")
+    if spec.mode == "live":
+        import signal
+        import threading
+
+        from pipeline.live import LivePipeline
+
+        stop = threading.Event()
+
+        def _stop(*_: Any) -> None:
+            if stop.is_set():  # a second Ctrl-C does not wait for the graceful stop
+                raise KeyboardInterrupt
+            err.print("stopping: closing cameras, finishing in-flight batches (Ctrl-C again to abort)")
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        pipe: Any = LivePipeline(spec, srcs, bootstrap=bootstrap, on_progress=display.update, stop=stop)
+    else:
+        from pipeline.planner import Pipeline
+
+        pipe = Pipeline(spec, srcs, bootstrap=bootstrap, on_progress=display.update)
     try:
         with display:
             summary = pipe.run()
@@ -256,6 +290,13 @@ def models_fetch(
         raise _fail(EXIT_RUNTIME, f"could not download {model_id} ({type(exc).__name__}: {exc}); this needs "
                                   "the Hugging Face hub: run it on a connected machine and copy DIR") from None
     out.print(f"{model_id} is in {where}; set model.path: {where} (or --model-path) to use it")
+
+
+# run-time control of live runs; imported last because it uses the helpers above
+from pipeline.cli_control import queries_app, sources_app  # noqa: E402
+
+app.add_typer(sources_app, name="sources")
+app.add_typer(queries_app, name="queries")
 
 
 def main() -> None:

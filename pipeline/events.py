@@ -21,8 +21,9 @@ from operators.frames import FrameBatch
 from operators.results import Detections, ModelOutput
 
 __all__ = [
-    "SCHEMA_VERSION", "CaptionEvent", "DetectionsEvent", "QueryEvent", "StatusEvent", "ErrorEvent",
-    "Event", "Record", "Topics", "event_id", "build_frame_events", "to_record", "parse_event",
+    "SCHEMA_VERSION", "CaptionEvent", "DetectionsEvent", "QueryEvent", "QueryMatchEvent", "StatusEvent",
+    "ErrorEvent",
+    "Event", "Record", "Topics", "event_id", "build_frame_events", "build_match_event", "to_record", "parse_event",
 ]
 
 SCHEMA_VERSION = 1
@@ -46,7 +47,7 @@ class Topics:
 
     def for_type(self, event_type: str) -> str:
         return {"caption": self.captions, "detections": self.detections, "query": self.queries,
-                "status": self.status, "error": self.errors}[event_type]
+                "query_match": self.queries, "status": self.status, "error": self.errors}[event_type]
 
 
 class _Event(BaseModel):
@@ -98,12 +99,39 @@ class QueryEvent(_FrameEvent):
     boxes: list[Box] = Field(default_factory=list)
 
 
+STATUS_STATES = ("started", "connecting", "live", "stalled", "reconnecting", "ended", "failed", "removed")
+
+
 class StatusEvent(_Event):
+    """One event per change of a source's state; the status topic is compacted and keyed by
+    source id, so a new subscriber reads the current state of every source."""
+
     type: Literal["status"] = "status"
     source_uri: str
-    state: Literal["started", "ended", "failed"]
+    state: Literal["started", "connecting", "live", "stalled", "reconnecting", "ended", "failed", "removed"] = Field(
+        description="archive: started, ended, failed; live: connecting, live, stalled, reconnecting, "
+                    "ended, failed, removed")
     frames: int = Field(0, description="frames sampled so far")
-    detail: str = ""
+    detail: str = Field("", description="why the state changed (credentials removed)")
+    dropped: int = Field(0, description="live: frames dropped so far to keep latency bounded")
+    attempt: int = Field(0, description="live: reconnect attempt number while reconnecting")
+
+
+class QueryMatchEvent(_Event):
+    """Live standing query: a match started (N consecutive matching frames) or ended
+    (M consecutive non-matching frames, the source stopped or the query was removed)."""
+
+    type: Literal["query_match"] = "query_match"
+    source_uri: str
+    query: str
+    state: Literal["started", "ended"]
+    pts: float = Field(description="the frame that completed the start or end streak")
+    started_pts: float = Field(description="first matching frame of this match")
+    capture_time: float = Field(description="UNIX seconds the frame at pts was captured")
+    started_capture_time: float
+    frames: int = Field(description="matching frames in the match so far")
+    max_score: float | None = Field(None, description="best score in the match; null when the model gives none")
+    model: str
 
 
 class ErrorEvent(_Event):
@@ -116,10 +144,11 @@ class ErrorEvent(_Event):
     pts: float | None = None
 
 
-Event = Annotated[CaptionEvent | DetectionsEvent | QueryEvent | StatusEvent | ErrorEvent, Field(discriminator="type")]
+Event = Annotated[CaptionEvent | DetectionsEvent | QueryEvent | QueryMatchEvent | StatusEvent | ErrorEvent,
+                  Field(discriminator="type")]
 _EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
 EVENT_TYPES = {"caption": CaptionEvent, "detections": DetectionsEvent, "query": QueryEvent,
-               "status": StatusEvent, "error": ErrorEvent}
+               "query_match": QueryMatchEvent, "status": StatusEvent, "error": ErrorEvent}
 
 # A record ready for the producer: (topic, key, value, headers)
 Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
@@ -135,7 +164,7 @@ def event_id(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(norm).encode()).hexdigest()[:32]
 
 
-def parse_event(value: bytes | str) -> CaptionEvent | DetectionsEvent | QueryEvent | StatusEvent | ErrorEvent:
+def parse_event(value: bytes | str) -> Any:
     """Parse a record value back into its typed event."""
     return _EVENT_ADAPTER.validate_json(value)  # type: ignore[no-any-return]
 
@@ -203,3 +232,14 @@ def build_frame_events(
                     matched=bool(qa.matched[qi, row]), score=_score(float(np.float32(qa.score[qi, row]))),
                     boxes=_boxes(boxes), **common))
     return events
+
+
+def build_match_event(tr: Any, *, run_id: str, uri: str, model: str, now: float | None = None) -> QueryMatchEvent:
+    """A QueryMatchEvent from a ``pipeline.query_tracker.Transition``; the id names the match
+    (source, query, first frame) and its edge, so a replay yields the same ids."""
+    return QueryMatchEvent(
+        event_id=event_id(tr.source_id, tr.started_pts, "query_match", tr.query, tr.state), run_id=run_id,
+        source_id=tr.source_id, source_uri=uri, emitted_at=time.time() if now is None else now, query=tr.query,
+        state=tr.state, pts=tr.pts, started_pts=tr.started_pts, capture_time=tr.capture_time,
+        started_capture_time=tr.started_capture, frames=tr.frames,
+        max_score=None if tr.max_score is None else round(float(tr.max_score), 4), model=model)

@@ -46,6 +46,23 @@ class SourceProgress:
     detail: str = ""
     started: float | None = None
     ended: float | None = None
+    # live sources
+    live_state: str = ""
+    dropped: int = 0  # reader_dropped + driver_dropped
+    reader_dropped: int = 0  # the camera reader dropped its oldest frames (consumer slower than the camera)
+    driver_dropped: int = 0  # older than the latency budget, or past the queue, when a model was free
+    latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))  # capture -> handed to Kafka
+    recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=256))  # (monotonic, frames)
+
+    @property
+    def live_fps(self) -> float:
+        """Frames published per second over the last 10 s."""
+        now = time.monotonic()
+        window = [(t, n) for t, n in self.recent if now - t <= 10.0]
+        if len(window) < 2:
+            return 0.0
+        span = max(1e-3, now - window[0][0])
+        return sum(n for _, n in window[1:]) / span
 
     @property
     def fps(self) -> float:
@@ -92,11 +109,12 @@ class Pipeline:
 
     def __init__(self, spec: PipelineSpec, sources: list[Source], *, bootstrap: str,
                  run_id: str | None = None,
-                 on_progress: Callable[[dict[str, SourceProgress]], None] | None = None) -> None:
-        if not sources:
+                 on_progress: Callable[[dict[str, SourceProgress]], None] | None = None,
+                 allow_empty: bool = False) -> None:
+        if not sources and not allow_empty:
             raise ValueError("no sources to run; name files, directories, globs or URLs")
         self.spec = spec
-        self.sources = sources
+        self.sources = list(sources)
         self.bootstrap = bootstrap
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.on_progress = on_progress
@@ -113,14 +131,15 @@ class Pipeline:
 
     def _start_actors(self) -> None:
         spec = self.spec
-        concurrent = min(len(self.sources), spec.decode.concurrent_sources)
+        live = spec.mode == "live"
+        concurrent = len(self.sources) if live else min(len(self.sources), spec.decode.concurrent_sources)
         init_ray(spec, spec.decode.cpus * concurrent + spec.model.cpus * spec.model.replicas + 0.5)
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         gpus = spec.model.gpus if (has_gpu and spec.model.device != "cpu") else 0
         uris = {s.id: s.display for s in self.sources}
         self.models = [
             ModelActor.options(num_cpus=spec.model.cpus, num_gpus=gpus).remote(  # type: ignore[attr-defined]
-                spec.model.name, self._model_kwargs(), self.run_id, uris, spec.kafka.topic_prefix)
+                spec.model.name, self._model_kwargs(), self.run_id, uris, spec.kafka.topic_prefix, live)
             for _ in range(spec.model.replicas)
         ]
         self.exactly_once = spec.mode == "archive" and spec.kafka.exactly_once
@@ -132,7 +151,9 @@ class Pipeline:
         self.publisher = PublisherActor.options(num_cpus=0.1).remote(  # type: ignore[attr-defined]
             self.bootstrap, spec.kafka.producer, transactional_id=txn_id,
             checkpoint_topic=self.topics.checkpoints if self.exactly_once else None, run_id=self.run_id,
-            commit_timeout=spec.kafka.commit_timeout_s)
+            commit_timeout=spec.kafka.commit_timeout_s, topic_prefix=spec.kafka.topic_prefix,
+            hysteresis=(spec.live.query_on_frames, spec.live.query_off_frames),
+            per_frame_queries=spec.live.per_frame_queries)
         ray.get(self.publisher.ready.remote())  # init_transactions done: a crashed predecessor is fenced
         if self.exactly_once:
             ids = {s.id for s in self.sources}

@@ -19,7 +19,8 @@ __all__ = ["RunDisplay", "describe_event", "print_summary"]
 class RunDisplay:
     """A live table: per source state, frames published / sampled, frames/s, events."""
 
-    def __init__(self, sources: list[Source], *, console: Console, enabled: bool = True) -> None:
+    def __init__(self, sources: list[Source], *, console: Console, enabled: bool = True, live: bool = False) -> None:
+        self.live = live
         self.console = console
         self.enabled = enabled and console.is_terminal
         self.plain = enabled and not console.is_terminal
@@ -39,7 +40,23 @@ class RunDisplay:
             self._live.update(self._table())
             self._live.__exit__(*exc)
 
+    def _live_table(self) -> Table:
+        from pipeline.live import percentile
+
+        t = Table(title="framewire live", expand=False)
+        for col in ("source", "state", "frames", "fps", "p50 ms", "p95 ms", "dropped", "events", "note"):
+            t.add_column(col, justify="left" if col in ("source", "state", "note") else "right")
+        for p in self._progress.values():
+            lat = sorted(p.latency_ms)
+            p50, p95 = percentile(lat, 0.5), percentile(lat, 0.95)
+            t.add_row(p.source.id, p.state, str(p.published), f"{p.live_fps:.1f}",
+                      "-" if p50 is None else f"{p50:.0f}", "-" if p95 is None else f"{p95:.0f}",
+                      str(p.dropped), str(p.events), (p.error or p.detail or "")[:50])
+        return t
+
     def _table(self) -> Table:
+        if self.live:
+            return self._live_table()
         t = Table(title="framewire run", expand=False)
         for col in ("source", "state", "frames", "fps", "events", "note"):
             t.add_column(col, justify="right" if col in ("frames", "fps", "events") else "left")
@@ -55,6 +72,11 @@ class RunDisplay:
             self._live.update(self._table())
         elif self.plain and time.monotonic() - self._last_plain > 5:
             self._last_plain = time.monotonic()
+            if self.live:
+                for p in progress.values():
+                    self.console.print(f"{p.source.id}: {p.state}, {p.published} frames, {p.live_fps:.1f} fps, "
+                                       f"dropped {p.dropped}", highlight=False)
+                return
             done = sum(p.published for p in progress.values())
             ended = sum(p.state in ("ended", "failed") for p in progress.values())
             self.console.print(f"progress: {done} frames published, {ended}/{len(progress)} sources done",
@@ -86,7 +108,11 @@ def describe_event(ev: Any) -> str:
         sc = f" score {ev.score:.2f}" if ev.score is not None else ""
         return head + f"query {ev.query!r}: {'MATCH' if ev.matched else 'no match'}{sc}"
     if ev.type == "status":
-        return head + f"status {ev.state} frames={ev.frames} {ev.detail}".rstrip()
+        extra = f" dropped={ev.dropped}" if getattr(ev, "dropped", 0) else ""
+        return head + f"status {ev.state} frames={ev.frames}{extra} {ev.detail}".rstrip()
+    if ev.type == "query_match":
+        sc = f" max score {ev.max_score:.2f}" if ev.max_score is not None else ""
+        return head + f"query {ev.query!r} match {ev.state} (since t={ev.started_pts:.2f}s, {ev.frames} frames{sc})"
     if ev.type == "error":
         return head + f"error at {ev.stage}: {ev.reason}"
     return head + ev.type
@@ -98,6 +124,15 @@ def print_summary(s: RunSummary, spec: PipelineSpec, bootstrap: str, *, console:
                   f"{s.batches} batches, model {s.extra.get('input_size')}; "
                   f"events sent {s.delivery.sent}, acknowledged {s.delivery.acked}, failed {s.delivery.failed} "
                   f"(Kafka {bootstrap})", highlight=False)
+    if s.extra.get("mode") == "live":
+        t = Table(show_header=True)
+        for col in ("source", "state", "frames", "fps (last 10s)", "p50 ms", "p95 ms", "dropped"):
+            t.add_column(col)
+        for d in s.extra.get("live", []):
+            t.add_row(d["source_id"], d["state"], str(d["frames"]), f"{d['fps']:.1f}",
+                      str(d["latency_p50_ms"] or "-"), str(d["latency_p95_ms"] or "-"), str(d["dropped"]))
+        console.print(t)
+        return
     t = Table(show_header=True)
     for col in ("source", "state", "frames", "events", "error"):
         t.add_column(col)

@@ -35,6 +35,7 @@ class Transition:
     query: str
     state: str  # "started" | "ended"
     pts: float  # the frame that completed the streak
+    capture_time: float  # when that frame was captured
     started_pts: float  # first matching frame of the match
     started_capture: float
     frames: int  # matching frames in the match so far
@@ -88,15 +89,17 @@ class QueryTracker:
             st.started_pts, st.started_capture = st.pending_first_pts, st.pending_first_capture
             st.frames, st.max_score = st.streak, st.pending_score
             st.streak, st.pending_first_pts, st.pending_score = 0, None, None
-            return Transition(source_id, query, "started", pts, st.started_pts or pts,
+            return Transition(source_id, query, "started", pts, capture_time,
+                              st.started_pts if st.started_pts is not None else pts,
                               st.started_capture or capture_time, st.frames, st.max_score)
-        tr = Transition(source_id, query, "ended", pts, st.started_pts if st.started_pts is not None else pts,
+        tr = Transition(source_id, query, "ended", pts, capture_time,
+                        st.started_pts if st.started_pts is not None else pts,
                         st.started_capture or capture_time, st.frames, st.max_score)
         self.states[(source_id, query)] = MatchState()
         return tr
 
-    def close(self, source_id: str | None = None, query: str | None = None, *, pts: float | None = None
-              ) -> list[Transition]:
+    def close(self, source_id: str | None = None, query: str | None = None, *, pts: float | None = None,
+              capture_time: float = 0.0) -> list[Transition]:
         """End open matches of a source that stopped or a query that was removed."""
         out = []
         for (sid, q), st in list(self.states.items()):
@@ -104,7 +107,8 @@ class QueryTracker:
                 continue
             if st.active:
                 end = pts if pts is not None else (st.started_pts or 0.0)
-                out.append(Transition(sid, q, "ended", end, st.started_pts or 0.0, st.started_capture or 0.0,
+                out.append(Transition(sid, q, "ended", end, capture_time, st.started_pts or 0.0,
+                                      st.started_capture or 0.0,
                                       st.frames, st.max_score))
             del self.states[(sid, q)]
         return out

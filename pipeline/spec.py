@@ -77,6 +77,30 @@ class KafkaSpec(_Strict):
     commit_timeout_s: float = Field(60.0, gt=0, description="a transaction commit slower than this fails the run")
 
 
+class ReconnectSpec(_Strict):
+    initial_backoff_s: float = Field(0.5, gt=0, description="first wait before reconnecting")
+    max_backoff_s: float = Field(30.0, gt=0, description="the wait doubles up to this")
+    multiplier: float = Field(2.0, ge=1)
+    jitter: float = Field(0.2, ge=0, le=1, description="each wait is randomised by +- this fraction")
+    max_attempts: int | None = Field(None, ge=1, description="null: reconnect for ever")
+
+
+class LiveSpec(_Strict):
+    latency_budget_ms: float = Field(2000.0, gt=0, description="frames older than this when a model is free "
+                                                                "are dropped (counted), never queued")
+    budgets: dict[str, float] = Field(default_factory=dict, description="per-source budget: source id or URI -> ms")
+    open_timeout_s: float = Field(10.0, gt=0, description="a camera that does not open in this long is retried")
+    read_timeout_s: float = Field(5.0, gt=0, description="no frame for this long: stalled, then reconnect")
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    buffer_frames: int = Field(4, ge=1, description="sampled frames kept per source; older ones are dropped")
+    reconnect: ReconnectSpec = ReconnectSpec()
+    query_on_frames: int = Field(3, ge=1, description="consecutive matching frames that start a match")
+    query_off_frames: int = Field(3, ge=1, description="consecutive non-matching frames that end it")
+    per_frame_queries: bool = Field(False, description="also publish every per-frame query answer")
+    control: bool = Field(True, description="accept commands on <prefix>.control (sources/queries add|rm|ls)")
+    duration_s: float | None = Field(None, gt=0, description="stop after this long; null: until Ctrl-C/SIGTERM")
+
+
 class RaySpec(_Strict):
     address: str | None = Field(None, description="null runs a local Ray; 'auto' or ray://host:10001 joins a cluster")
     num_cpus: int | None = None
@@ -90,6 +114,7 @@ class PipelineSpec(_Strict):
     model: ModelSpec = ModelSpec()
     queries: list[str] = Field(default_factory=list, description="standing free-text queries")
     batching: BatchingSpec = BatchingSpec()
+    live: LiveSpec = LiveSpec()
     kafka: KafkaSpec = KafkaSpec()
     ray: RaySpec = RaySpec()
 

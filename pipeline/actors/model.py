@@ -25,6 +25,10 @@ class ModelResult:
     events: int = 0
     model_s: float = 0.0
     failed: bool = False
+    # live runs: per-frame query answers go to the publisher's QueryTracker, not to Kafka
+    query_events: list[Any] = field(default_factory=list)
+    capture: list[tuple[str, float]] = field(default_factory=list)  # (source, capture time) per frame
+    latency_ms: list[tuple[str, float]] = field(default_factory=list)  # live: capture -> handed to Kafka
 
 
 @ray.remote
@@ -32,7 +36,8 @@ class ModelActor:
     """Loads the model once, then runs whole batches (chunks from several sources joined)."""
 
     def __init__(self, family: str, kwargs: dict[str, Any], run_id: str, uris: dict[str, str],
-                 topic_prefix: str) -> None:
+                 topic_prefix: str, live: bool = False) -> None:
+        self.live = live
         self.model = create(family, **kwargs)
         self.model.setup()
         self.run_id = run_id
@@ -74,8 +79,14 @@ class ModelActor:
                     error_type=type(exc).__name__, frame_index=int(batch.frame_index[row]), pts=pts))
             return ModelResult([to_record(e, self.topics) for e in errs], frames, last_pts, len(errs),
                                time.perf_counter() - t0, failed=True)
+        capture = list(zip(batch.source_id.tolist(), batch.wall_time.tolist(), strict=True))
+        if self.live:
+            qevs = [e for e in events if e.type == "query"]  # type: ignore[attr-defined]
+            records = [to_record(e, self.topics) for e in events if e.type != "query"]  # type: ignore[attr-defined]
+            return ModelResult(records, frames, last_pts, len(records), time.perf_counter() - t0,
+                               query_events=qevs, capture=capture)
         records = [to_record(e, self.topics) for e in events]
-        return ModelResult(records, frames, last_pts, len(records), time.perf_counter() - t0)
+        return ModelResult(records, frames, last_pts, len(records), time.perf_counter() - t0, capture=capture)
 
     def teardown(self) -> None:
         self.model.teardown()

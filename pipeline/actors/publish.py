@@ -9,6 +9,7 @@ whatever a crashed predecessor with the same id left open and fences it.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,8 @@ import ray
 
 from pipeline.actors.model import ModelResult
 from pipeline.checkpoints import Checkpoint, checkpoint_record
-from pipeline.events import Record
+from pipeline.events import Record, Topics, build_match_event, to_record
+from pipeline.query_tracker import QueryTracker
 
 __all__ = ["DeliveryReport", "PublisherActor", "producer_config"]
 
@@ -56,7 +58,9 @@ class PublisherActor:
     events of one source reach Kafka in pts order."""
 
     def __init__(self, bootstrap: str, overrides: dict[str, Any], *, transactional_id: str | None = None,
-                 checkpoint_topic: str | None = None, run_id: str = "", commit_timeout: float = 60.0) -> None:
+                 checkpoint_topic: str | None = None, run_id: str = "", commit_timeout: float = 60.0,
+                 topic_prefix: str = "framewire", hysteresis: tuple[int, int] = (3, 3),
+                 per_frame_queries: bool = False) -> None:
         from kafka import KafkaProducer
 
         self.txn = bool(transactional_id)
@@ -70,6 +74,13 @@ class PublisherActor:
         self.commit_timeout = commit_timeout
         self.report = DeliveryReport()
         self._lock = threading.Lock()
+        # live standing queries: per-frame answers -> match started/ended (hysteresis)
+        self.topics = Topics(topic_prefix)
+        self.tracker = QueryTracker(*hysteresis)
+        self.per_frame_queries = per_frame_queries
+        self.scopes: dict[str, set[str] | None] = {}  # query -> sources it applies to (None: all)
+        self.uris: dict[str, str] = {}
+        self.last_seen: dict[str, tuple[float, float, str]] = {}  # source -> (pts, capture time, model)
 
     def ready(self) -> bool:
         return True
@@ -138,15 +149,63 @@ class PublisherActor:
         self._deliver(records, [])
         return len(records)
 
+    def set_query_scopes(self, scopes: dict[str, list[str] | None]) -> list[Record]:
+        """Standing queries and the sources each applies to; removed queries end their open matches."""
+        new = {q: (None if srcs is None else set(srcs)) for q, srcs in scopes.items()}
+        closing = [q for q in self.scopes if q not in new]
+        self.scopes = new
+        records = []
+        for q in closing:
+            for tr in self.tracker.close(query=q):
+                records.append(self._match_record(tr))
+        self._deliver(records, [])
+        return records
+
+    def close_source(self, source_id: str) -> int:
+        """A source stopped: end its open matches."""
+        pts, cap, _ = self.last_seen.get(source_id, (None, 0.0, ""))
+        records = [self._match_record(tr) for tr in self.tracker.close(source_id=source_id, pts=pts,
+                                                                        capture_time=cap)]
+        self._deliver(records, [])
+        return len(records)
+
+    def _match_record(self, tr: Any) -> Record:
+        model = self.last_seen.get(tr.source_id, (0.0, 0.0, ""))[2]
+        ev = build_match_event(tr, run_id=self.run_id, uri=self.uris.get(tr.source_id, tr.source_id), model=model)
+        return to_record(ev, self.topics)
+
+    def _track(self, query_events: list[Any]) -> list[Record]:
+        out: list[Record] = []
+        for qe in query_events:
+            if self.scopes and qe.query not in self.scopes:
+                continue  # answered by a model that had not yet seen the query's removal
+            scope = self.scopes.get(qe.query)
+            if scope is not None and qe.source_id not in scope:
+                continue
+            self.uris[qe.source_id] = qe.source_uri
+            self.last_seen[qe.source_id] = (qe.pts, qe.capture_time, qe.model)
+            tr = self.tracker.update(qe.source_id, qe.query, qe.pts, qe.matched, qe.score, qe.capture_time)
+            if tr is not None:
+                out.append(self._match_record(tr))
+            if self.per_frame_queries:
+                out.append(to_record(qe, self.topics))
+        return out
+
     def publish(self, result: ModelResult) -> ModelResult:
         """Send a model batch's records with the new checkpoint of each source in it."""
+        if result.query_events:
+            result.records = result.records + self._track(result.query_events)
+            result.events = len(result.records)
         cps = []
         for sid, pts in result.last_pts.items():
             self.last_pts[sid] = pts
             self.frames[sid] = self.frames.get(sid, 0) + result.frames.get(sid, 0)
             cps.append(Checkpoint(sid, pts, False, self.run_id, self.frames[sid]))
         self._deliver(result.records, cps)
-        return ModelResult([], result.frames, result.last_pts, result.events, result.model_s, result.failed)
+        now = time.time()
+        lat = [(sid, round((now - t) * 1000, 2)) for sid, t in result.capture]
+        return ModelResult([], result.frames, result.last_pts, result.events, result.model_s, result.failed,
+                           latency_ms=lat)
 
     def finish(self, source_id: str, records: list[Record], done: bool) -> None:
         """A source's closing status; ``done`` marks it complete so a rerun skips it."""

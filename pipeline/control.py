@@ -1,0 +1,170 @@
+"""Run-time control of a live pipeline through Kafka: commands in, replies out.
+
+A running live pipeline reads ``<prefix>.control`` from its end (old commands are never
+replayed) and answers every command on ``<prefix>.control.replies`` with the same
+``command_id``. Commands name an ``op`` and its ``args``; ``run_id`` (optional) picks
+one pipeline when several share a cluster. The CLI (``framewire sources|queries``) is a
+thin client over :func:`send_command`.
+
+    {"command_id": "4f1c...", "op": "add_source", "args": {"uri": "rtsp://cam3/stream"}}
+    {"command_id": "4f1c...", "run_id": "a1b2c3", "ok": true, "result": {"source_id": "cam3_stream-1a2b3c4d"}}
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = ["OPS", "Command", "ControlChannel", "Reply", "send_command"]
+
+Op = Literal["add_source", "remove_source", "list_sources", "add_query", "remove_query", "list_queries"]
+OPS: tuple[str, ...] = Op.__args__  # type: ignore[attr-defined]
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    op: Op
+    args: dict[str, Any] = Field(default_factory=dict)
+    run_id: str | None = Field(None, description="only this run acts; null: every live run listening")
+    sent_at: float = Field(default_factory=time.time)
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command_id: str
+    run_id: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    replied_at: float = Field(default_factory=time.time)
+
+
+def control_topics(prefix: str) -> tuple[str, str]:
+    return f"{prefix}.control", f"{prefix}.control.replies"
+
+
+@dataclass
+class ControlChannel:
+    """The pipeline's side: poll commands (from the end of the topic), publish replies."""
+
+    bootstrap: str
+    prefix: str
+    run_id: str
+    _consumer: Any = field(default=None, init=False)
+    _producer: Any = field(default=None, init=False)
+
+    def open(self) -> None:
+        from kafka import KafkaConsumer, KafkaProducer
+
+        topic, replies = control_topics(self.prefix)
+        _ensure_topics(self.bootstrap, [topic, replies])
+        self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        _assign_at_end(self._consumer, topic)
+        self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+
+    def poll(self, timeout_ms: int = 0) -> list[Command | Reply]:
+        """New commands for this run; a malformed command gets an error reply and is skipped."""
+        out: list[Command | Reply] = []
+        for recs in self._consumer.poll(timeout_ms=timeout_ms).values():
+            for rec in recs:
+                try:
+                    cmd = Command.model_validate_json(rec.value)
+                except ValidationError as exc:
+                    cid = _command_id(rec.value)
+                    if cid:
+                        self.reply(Reply(command_id=cid, run_id=self.run_id, ok=False,
+                                         error=f"malformed command: {exc.errors()[0]['msg']}; ops: {', '.join(OPS)}"))
+                    continue
+                if cmd.run_id in (None, self.run_id):
+                    out.append(cmd)
+        return out
+
+    def reply(self, reply: Reply) -> None:
+        _, topic = control_topics(self.prefix)
+        self._producer.send(topic, key=reply.command_id.encode(), value=reply.model_dump_json().encode())
+        self._producer.flush(timeout=10)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+
+
+def _ensure_topics(bootstrap: str, names: list[str]) -> None:
+    """Create the control topics if missing (one partition: commands stay in order)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        missing = [n for n in names if n not in set(admin.list_topics())]
+        if missing:
+            try:
+                admin.create_topics([NewTopic(n, 1, 1) for n in missing])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def _assign_at_end(consumer: Any, topic: str) -> None:
+    from kafka import TopicPartition
+
+    deadline = time.monotonic() + 10
+    parts = consumer.partitions_for_topic(topic)
+    while not parts and time.monotonic() < deadline:  # metadata of a just-created topic
+        time.sleep(0.1)
+        consumer.topics()
+        parts = consumer.partitions_for_topic(topic)
+    tps = [TopicPartition(topic, p) for p in sorted(parts or [0])]
+    consumer.assign(tps)
+    consumer.seek_to_end(*tps)
+    for tp in tps:  # resolve the end offsets now: whatever is sent after this is seen
+        consumer.position(tp)
+
+
+def _command_id(raw: bytes) -> str | None:
+    try:
+        cid = json.loads(raw).get("command_id")
+    except (ValueError, AttributeError):
+        return None
+    return cid if isinstance(cid, str) else None
+
+
+def send_command(bootstrap: str, prefix: str, op: str, args: dict[str, Any] | None = None, *,
+                 run_id: str | None = None, timeout_s: float = 10.0, expect: int = 1) -> list[Reply]:
+    """Send one command and wait for ``expect`` replies (one per listening run) or the timeout."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    cmd = Command(op=op, args=args or {}, run_id=run_id)  # type: ignore[arg-type]
+    topic, replies_topic = control_topics(prefix)
+    _ensure_topics(bootstrap, [topic, replies_topic])
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        _assign_at_end(consumer, replies_topic)
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        producer.send(topic, key=cmd.command_id.encode(), value=cmd.model_dump_json().encode()).get(timeout=timeout_s)
+        producer.close(timeout=5)
+        got: list[Reply] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and len(got) < expect:
+            for recs in consumer.poll(timeout_ms=200).values():
+                for rec in recs:
+                    try:
+                        rep = Reply.model_validate_json(rec.value)
+                    except ValidationError:
+                        continue
+                    if rep.command_id == cmd.command_id:
+                        got.append(rep)
+        return got
+    finally:
+        consumer.close()
