@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CLIP ?= $(HOME)/.cache/framewire/samples/bikes.mp4
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps assets run test test-unit test-integration bench broker-up broker-down lint clean
+.PHONY: setup system-deps assets run test test-unit test-integration bench bench-live broker-up broker-down lint clean
 
 setup: system-deps $(STAMP) assets
 
@@ -41,6 +41,10 @@ test-integration: setup
 
 bench: setup
 	$(PY) -m tests.bench.bench_pipeline
+
+bench-live: setup
+	$(FW) broker up
+	$(PY) -m tests.bench.bench_live
 
 broker-up: setup
 	$(FW) broker up
