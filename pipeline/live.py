@@ -251,12 +251,14 @@ class LivePipeline(Pipeline):
                     idx = min(range(len(self.models)), key=lambda i: model_load[i])
                     if model_load[idx] >= spec.batching.inflight_per_model:
                         break
-                    total, refs = 0, []
+                    total, refs, sids = 0, [], set()
                     while pending and (not refs or total + pending[0][1] <= spec.batching.max_batch):
-                        _, n, bref, _ = pending.popleft()
+                        sid, n, bref, _ = pending.popleft()
                         total += n
                         refs.append(bref)
-                    pub = self.publisher.publish.remote(self.models[idx].process.remote(*refs))
+                        sids.add(sid)
+                    budgets = {s: self.budget_ms(self.progress[s].source) for s in sids}
+                    pub = self.publisher.publish.remote(self.models[idx].process.remote(*refs, budgets_ms=budgets))
                     model_refs[pub] = idx
                     model_load[idx] += 1
                     batches += 1
@@ -312,6 +314,9 @@ class LivePipeline(Pipeline):
 
     def _on_result(self, res: ModelResult) -> None:
         now = time.monotonic()
+        for sid, n in res.dropped.items():
+            if sid in self.progress:
+                self.progress[sid].driver_dropped += n
         for sid, n in res.frames.items():
             p = self.progress.get(sid)
             if p is None:

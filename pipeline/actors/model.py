@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import ray
 
 from operators.frames import FrameBatch
@@ -29,6 +30,7 @@ class ModelResult:
     query_events: list[Any] = field(default_factory=list)
     capture: list[tuple[str, float]] = field(default_factory=list)  # (source, capture time) per frame
     latency_ms: list[tuple[str, float]] = field(default_factory=list)  # live: capture -> handed to Kafka
+    dropped: dict[str, int] = field(default_factory=dict)  # live: frames too old to be worth running
 
 
 @ray.remote
@@ -38,6 +40,7 @@ class ModelActor:
     def __init__(self, family: str, kwargs: dict[str, Any], run_id: str, uris: dict[str, str],
                  topic_prefix: str, live: bool = False) -> None:
         self.live = live
+        self.batch_s = 0.0  # moving average of one model call, to judge which frames can still make it
         self.model = create(family, **kwargs)
         self.model.setup()
         self.run_id = run_id
@@ -56,8 +59,18 @@ class ModelActor:
     def add_uris(self, uris: dict[str, str]) -> None:
         self.uris.update(uris)
 
-    def process(self, *chunks: FrameBatch) -> ModelResult:
+    def process(self, *chunks: FrameBatch, budgets_ms: dict[str, float] | None = None) -> ModelResult:
         batch = chunks[0] if len(chunks) == 1 else FrameBatch.concat(list(chunks))
+        dropped: dict[str, int] = {}
+        if budgets_ms:  # live: a frame that would come out later than its budget is dropped now
+            now = time.time()
+            limit = np.array([budgets_ms.get(s, np.inf) / 1000 for s in batch.source_id.tolist()])
+            keep = (now - batch.wall_time) + self.batch_s <= limit
+            if not keep.all():
+                dropped = dict(Counter(batch.source_id[~keep].tolist()))
+                if not keep.any():
+                    return ModelResult([], {}, {}, 0, 0.0, dropped=dropped)
+                batch = batch[keep]
         frames = dict(Counter(batch.source_id.tolist()))
         last_pts = {s: float(batch.pts[batch.source_id == s].max()) for s in frames}
         t0 = time.perf_counter()
@@ -80,11 +93,13 @@ class ModelActor:
             return ModelResult([to_record(e, self.topics) for e in errs], frames, last_pts, len(errs),
                                time.perf_counter() - t0, failed=True)
         capture = list(zip(batch.source_id.tolist(), batch.wall_time.tolist(), strict=True))
+        took = time.perf_counter() - t0
+        self.batch_s = took if self.batch_s == 0.0 else 0.8 * self.batch_s + 0.2 * took
         if self.live:
             qevs = [e for e in events if e.type == "query"]  # type: ignore[attr-defined]
             records = [to_record(e, self.topics) for e in events if e.type != "query"]  # type: ignore[attr-defined]
             return ModelResult(records, frames, last_pts, len(records), time.perf_counter() - t0,
-                               query_events=qevs, capture=capture)
+                               query_events=qevs, capture=capture, dropped=dropped)
         records = [to_record(e, self.topics) for e in events]
         return ModelResult(records, frames, last_pts, len(records), time.perf_counter() - t0, capture=capture)
 

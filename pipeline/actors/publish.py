@@ -205,7 +205,7 @@ class PublisherActor:
         now = time.time()
         lat = [(sid, round((now - t) * 1000, 2)) for sid, t in result.capture]
         return ModelResult([], result.frames, result.last_pts, result.events, result.model_s, result.failed,
-                           latency_ms=lat)
+                           latency_ms=lat, dropped=result.dropped)
 
     def finish(self, source_id: str, records: list[Record], done: bool) -> None:
         """A source's closing status; ``done`` marks it complete so a rerun skips it."""

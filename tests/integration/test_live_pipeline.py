@@ -105,7 +105,8 @@ def test_cameras_drop_and_return_and_change_at_run_time(kafka_bootstrap: str, ra
     assert started, "the added query never started matching"
     assert {ev.source_id for ev in started} <= {cam1, cam2, cam3}
     for ev in started:
-        assert ev.frames >= 2 and ev.started_pts <= ev.pts
+        # stream pts restart when a camera reconnects; capture times do not
+        assert ev.frames >= 2 and ev.started_capture_time <= ev.capture_time
     assert not [ev for ev in events if ev.type == "query"]  # per-frame answers stay internal by default
     captions = [ev for ev in events if ev.type == "caption"]
     assert all(ev.latency_ms >= 0 for ev in captions)
