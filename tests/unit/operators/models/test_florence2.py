@@ -252,6 +252,22 @@ def test_vision_tower_runs_once_per_batch(tiny_dir: Path) -> None:
     assert out.detections is not None and set(out.detections.label.tolist()) <= {"car", "person"}
 
 
+def test_share_vision_off_reencodes_per_task_with_the_same_answers(tiny_dir: Path, model: Florence2Model) -> None:
+    m = load(tiny_dir, share_vision=False)
+    calls: list[int] = []
+    handle = m.hf_model.model.vision_tower.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
+    b = batch(frames(2, seed=3))
+    try:
+        off = m(b)
+    finally:
+        handle.remove()
+    on = model(b)
+    assert calls == [2, 2, 2]  # caption's pass, then detect and query encode the frames again
+    assert off.captions == on.captions and off.queries is not None and on.queries is not None
+    np.testing.assert_array_equal(off.detections.xyxy, on.detections.xyxy)  # type: ignore[union-attr]
+    np.testing.assert_array_equal(off.queries.matched, on.queries.matched)
+
+
 def test_boxes_scale_to_source_pixels(model: Florence2Model) -> None:
     px = frames(2, seed=4)
     small = model(batch(px, orig=(320, 240)))
