@@ -17,6 +17,7 @@ __all__ = ["create", "family_names", "get", "register"]
 _BUILTIN: dict[str, str] = {
     "florence2": "operators.models.florence2:Florence2Model",
     "centernet": "operators.models.centernet:CenterNetModel",
+    "vlm": "operators.models.vlm:VLMModel",
 }
 _REGISTERED: dict[str, type[VisionModel]] = {}
 
