@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Captions", "Detections", "ModelOutput", "QueryAnswers"]
+__all__ = ["Captions", "Detections", "Embeddings", "ModelOutput", "QueryAnswers"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,28 @@ class QueryAnswers:
     boxes: Detections | None = None
 
 
+@dataclass(frozen=True)
+class Embeddings:
+    """One vector a frame: ``vectors[n]`` is float32 ``[N, D]``; ``normalized`` when each has unit L2 norm
+    (cosine similarity is then a dot product)."""
+
+    vectors: npt.NDArray[np.float32]
+    normalized: bool = True
+
+    def __post_init__(self) -> None:
+        v = np.asarray(self.vectors, np.float32)
+        if v.ndim != 2:
+            raise ValueError(f"Embeddings.vectors must be [N, D], got shape {v.shape}")
+        object.__setattr__(self, "vectors", v)
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+
 @dataclass
 class ModelOutput:
     """Everything one model pass produced for one batch; ``models`` maps task -> model id."""
@@ -90,3 +112,4 @@ class ModelOutput:
     detections: Detections | None = None
     queries: QueryAnswers | None = None
     models: dict[str, str] = field(default_factory=dict)
+    embeddings: Embeddings | None = None

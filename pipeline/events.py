@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from operators.frames import FrameBatch
 from operators.results import Detections, ModelOutput
 
 __all__ = [
     "SCHEMA_VERSION", "CaptionEvent", "DetectionsEvent", "QueryEvent", "QueryMatchEvent", "StatusEvent",
-    "ErrorEvent",
+    "ErrorEvent", "EmbeddingEvent",
     "Event", "Record", "Topics", "event_id", "build_frame_events", "build_match_event", "to_record", "parse_event",
 ]
 
@@ -40,14 +40,16 @@ class Topics:
         self.queries = f"{prefix}.queries"
         self.status = f"{prefix}.status"
         self.errors = f"{prefix}.errors"
+        self.embeddings = f"{prefix}.embeddings"
         self.checkpoints = f"{prefix}.checkpoints"  # compacted; per-source resume points, not events
 
     def all(self) -> list[str]:
-        return [self.captions, self.detections, self.queries, self.status, self.errors]
+        return [self.captions, self.detections, self.queries, self.status, self.errors, self.embeddings]
 
     def for_type(self, event_type: str) -> str:
         return {"caption": self.captions, "detections": self.detections, "query": self.queries,
-                "query_match": self.queries, "status": self.status, "error": self.errors}[event_type]
+                "query_match": self.queries, "status": self.status, "error": self.errors,
+                "embedding": self.embeddings}[event_type]
 
 
 class _Event(BaseModel):
@@ -99,6 +101,21 @@ class QueryEvent(_FrameEvent):
     boxes: list[Box] = Field(default_factory=list)
 
 
+class EmbeddingEvent(_FrameEvent):
+    """One frame's image embedding (task ``embed``), for similarity search and clustering downstream."""
+
+    type: Literal["embedding"] = "embedding"
+    dim: int = Field(description="length of vector")
+    normalized: bool = Field(description="true when vector has unit L2 norm (cosine similarity is a dot product)")
+    vector: list[float] = Field(description="the image embedding, float32 values rounded to 6 decimals")
+
+    @model_validator(mode="after")
+    def _dim_matches(self) -> EmbeddingEvent:
+        if len(self.vector) != self.dim:
+            raise ValueError(f"vector has {len(self.vector)} values but dim is {self.dim}")
+        return self
+
+
 STATUS_STATES = ("started", "connecting", "live", "stalled", "reconnecting", "ended", "failed", "removed")
 
 
@@ -144,11 +161,12 @@ class ErrorEvent(_Event):
     pts: float | None = None
 
 
-Event = Annotated[CaptionEvent | DetectionsEvent | QueryEvent | QueryMatchEvent | StatusEvent | ErrorEvent,
-                  Field(discriminator="type")]
+Event = Annotated[CaptionEvent | DetectionsEvent | QueryEvent | QueryMatchEvent | StatusEvent | ErrorEvent
+                  | EmbeddingEvent, Field(discriminator="type")]
 _EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
 EVENT_TYPES = {"caption": CaptionEvent, "detections": DetectionsEvent, "query": QueryEvent,
-               "query_match": QueryMatchEvent, "status": StatusEvent, "error": ErrorEvent}
+               "query_match": QueryMatchEvent, "status": StatusEvent, "error": ErrorEvent,
+               "embedding": EmbeddingEvent}
 
 # A record ready for the producer: (topic, key, value, headers)
 Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
@@ -200,6 +218,8 @@ def build_frame_events(
     """One event per frame per task (per query for the query task), in batch row order."""
     if out.n_frames != len(batch):
         raise ValueError(f"model output covers {out.n_frames} frames but the batch has {len(batch)}")
+    if out.embeddings is not None and len(out.embeddings) != out.n_frames:
+        raise ValueError(f"model output has {len(out.embeddings)} embeddings for {out.n_frames} frames")
     now = time.time() if now is None else now
     events: list[_FrameEvent] = []
     for row in range(len(batch)):
@@ -231,6 +251,11 @@ def build_frame_events(
                     event_id=event_id(sid, pts, "query", m, q), model=m, query=q,
                     matched=bool(qa.matched[qi, row]), score=_score(float(np.float32(qa.score[qi, row]))),
                     boxes=_boxes(boxes), **common))
+        if out.embeddings is not None:
+            m = out.models.get("embed", "")
+            vec = np.round(out.embeddings.vectors[row].astype(np.float64), 6).tolist()
+            events.append(EmbeddingEvent(event_id=event_id(sid, pts, "embed", m), model=m, dim=len(vec),
+                                         normalized=out.embeddings.normalized, vector=vec, **common))
     return events
 
 

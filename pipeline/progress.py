@@ -107,6 +107,8 @@ def describe_event(ev: Any) -> str:
     if ev.type == "query":
         sc = f" score {ev.score:.2f}" if ev.score is not None else ""
         return head + f"query {ev.query!r}: {'MATCH' if ev.matched else 'no match'}{sc}"
+    if ev.type == "embedding":
+        return head + f"embedding [dim {ev.dim}{', unit norm' if ev.normalized else ''}]"
     if ev.type == "status":
         extra = f" dropped={ev.dropped}" if getattr(ev, "dropped", 0) else ""
         return head + f"status {ev.state} frames={ev.frames}{extra} {ev.detail}".rstrip()
@@ -162,6 +164,7 @@ def print_event_digest(run_id: str, spec: PipelineSpec, bootstrap: str, *, conso
     captions: dict[str, list[tuple[float, str]]] = defaultdict(list)
     matches: dict[tuple[str, str], list[float]] = defaultdict(list)
     frames: Counter[str] = Counter()
+    embedded: Counter[str] = Counter()  # frames with an embedding event
     errors: list[str] = []
     for rec in subscribe(bootstrap, prefix=spec.kafka.topic_prefix, from_beginning=True, run_id=run_id,
                          idle_timeout=3.0):
@@ -174,14 +177,19 @@ def print_event_digest(run_id: str, spec: PipelineSpec, bootstrap: str, *, conso
         elif ev.type == "query":
             matches[(ev.source_id, ev.query)] += [ev.pts] if ev.matched else []
             matches.setdefault((ev.source_id, ev.query), [])
+        elif ev.type == "embedding":
+            embedded[ev.source_id] += 1
         elif ev.type == "error":
             errors.append(describe_event(ev))
     console.print(f"\nwhat the events say (read back from Kafka; `framewire tail --run-id {run_id} "
                   "--from-beginning` prints them all):", highlight=False)
-    for sid in sorted(set(frames) | set(captions)):
-        n = frames[sid]
-        seen = ", ".join(f"{lbl} in {k}/{n} frames" for lbl, k in labels[sid].most_common(6)) or "nothing"
-        console.print(f"  {sid}: detected {seen}", highlight=False)
+    for sid in sorted(set(frames) | set(captions) | set(embedded)):
+        n = frames[sid] or embedded[sid]
+        if frames[sid] or not embedded[sid]:  # as before for runs without embeddings
+            seen = ", ".join(f"{lbl} in {k}/{n} frames" for lbl, k in labels[sid].most_common(6)) or "nothing"
+            console.print(f"  {sid}: detected {seen}", highlight=False)
+        if embedded[sid]:
+            console.print(f"  {sid}: embedded {embedded[sid]} frames", highlight=False)
         shown = 0
         last = None
         for pts, text in sorted(captions[sid]):

@@ -10,11 +10,11 @@ from operators.results import ModelOutput
 
 __all__ = ["TASKS", "VisionModel"]
 
-TASKS = ("caption", "detect", "query")
+TASKS = ("caption", "detect", "query", "embed")  # every task a family may support
 
 
 class VisionModel(Operator[ModelOutput]):
-    """A model that runs some of ``caption``, ``detect`` and ``query`` on a FrameBatch.
+    """A model that runs some of ``caption``, ``detect``, ``query`` and ``embed`` on a FrameBatch.
 
     Subclasses set ``family`` and ``supported_tasks`` and implement ``__call__``.
     ``input_size`` is the ``(height, width)`` frames should be resized to on decode, so
@@ -22,7 +22,7 @@ class VisionModel(Operator[ModelOutput]):
     """
 
     family: ClassVar[str] = ""
-    supported_tasks: ClassVar[tuple[str, ...]] = TASKS
+    supported_tasks: ClassVar[tuple[str, ...]] = ("caption", "detect", "query")
     default_id: ClassVar[str] = ""  # what `framewire models list` checks when no id is given
 
     @classmethod
@@ -37,13 +37,14 @@ class VisionModel(Operator[ModelOutput]):
         *,
         model_id: str = "",
         path: str | None = None,
-        tasks: Sequence[str] = TASKS,
+        tasks: Sequence[str] | None = None,  # None: every supported task
         queries: Sequence[str] = (),
         device: str = "auto",
         dtype: str = "auto",
         batch_size: int | None = None,
         **options: Any,
     ) -> None:
+        tasks = self.supported_tasks if tasks is None else tasks
         bad = [t for t in tasks if t not in self.supported_tasks]
         if bad:
             raise ValueError(

@@ -18,6 +18,7 @@ _BUILTIN: dict[str, str] = {
     "florence2": "operators.models.florence2:Florence2Model",
     "centernet": "operators.models.centernet:CenterNetModel",
     "vlm": "operators.models.vlm:VLMModel",
+    "embedding": "operators.models.embedding:EmbeddingModel",
 }
 _REGISTERED: dict[str, type[VisionModel]] = {}
 
