@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["HttpTsStream", "RtspCameras", "available", "camera_clip", "free_port"]
+__all__ = ["HlsStream", "HttpTsStream", "RtspCameras", "available", "camera_clip", "free_port"]
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
@@ -167,6 +167,51 @@ class HttpTsStream:
         _stop(self.proc)
 
     def __enter__(self) -> HttpTsStream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HlsStream:
+    """``http://127.0.0.1:PORT/index.m3u8``: a live HLS playlist (0.5 s segments, sliding window)
+    written by ffmpeg and served by Python's http.server."""
+
+    def __init__(self, clip: str | Path, workdir: str | Path, port: int | None = None) -> None:
+        self.clip = str(camera_clip(clip))
+        self.dir = Path(workdir)
+        self.port = port or free_port()
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/index.m3u8"
+
+    def start(self) -> HlsStream:
+        import sys
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.procs.append(subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", self.clip, "-an",
+             "-c", "copy", "-f", "hls", "-hls_time", "0.5", "-hls_list_size", "6", "-hls_flags", "delete_segments",
+             str(self.dir / "index.m3u8")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True))
+        server = subprocess.Popen([sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1",
+                                   "--directory", str(self.dir)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append(server)
+        _wait_port(self.port, 20, server)
+        deadline = time.monotonic() + 20
+        while not (self.dir / "index.m3u8").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return self
+
+    def close(self) -> None:
+        for p in self.procs:
+            _stop(p)
+        self.procs.clear()
+
+    def __enter__(self) -> HlsStream:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
