@@ -109,9 +109,10 @@ def run(
     from pipeline.sources import expand_sources
 
     srcs = expand_sources(list(spec.sources) + list(sources or []))
-    if not srcs:
+    if not srcs and not (spec.mode == "live" and spec.live.control):
         raise _fail(EXIT_USAGE, "no sources: name video files, directories, globs or URLs, e.g. "
-                                "`framewire run clip.mp4` (or set sources: in the config)")
+                                "`framewire run clip.mp4` (or set sources: in the config; a mode: live "
+                                "run may start empty and take cameras from `framewire sources add`)")
     live = [s for s in srcs if s.is_live]
     if live and len(live) != len(srcs):
         files = ", ".join(s.display for s in srcs if not s.is_live)[:200]
@@ -119,8 +120,8 @@ def run(
                                 "run the files as their own archive job")
     if live and spec.mode != "live":
         spec = spec.with_overrides(mode="live")
-    if spec.mode == "live" and not live and not spec.live.control:
-        raise _fail(EXIT_USAGE, "mode: live needs stream URLs (rtsp://, http(s)://, udp://, rtmp://) or "
+    if spec.mode == "live" and len(live) != len(srcs):
+        raise _fail(EXIT_USAGE, "mode: live takes stream URLs (rtsp://, http(s)://, udp://, rtmp://) or "
                                 "/dev/videoN; files run in mode: archive")
     bootstrap = _bootstrap(spec)
 

@@ -78,3 +78,39 @@ def test_models_fetch_offline_fails_clearly(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "pipeline.cli", "models", "fetch", "org/none", "--to", str(tmp_path)],
                        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert r.returncode == 1 and "org/none" in r.stderr and "connected machine" in r.stderr
+
+
+def test_live_run_with_duration_and_sources_ls(env: dict[str, str], bikes: Path, tmp_path: Path) -> None:
+    from tests.support.live_servers import RtspCameras, available
+
+    if available():
+        pytest.skip(str(available()))
+    cfg = str(Path(__file__).parent / "fake.yaml")
+    with RtspCameras({"cam1": bikes}) as cams:
+        summary = tmp_path / "s.json"
+        run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", cams.url("cam1", "op:pw123"), "--fps", "2",
+                                "--duration", "25", "--config", cfg, "--summary-json", str(summary)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+        try:
+            ls = None
+            for _ in range(20):  # the run starts Ray and the camera first
+                ls = fw(["sources", "ls", "--json", "--timeout", "3"], env, timeout=60)
+                if ls.returncode == 0 and json.loads(ls.stdout)[0]["result"][0]["frames"] > 0:
+                    break
+            assert ls is not None and ls.returncode == 0, ls.stderr if ls else ""
+            (listed,) = json.loads(ls.stdout)[0]["result"]
+            assert listed["state"] == "live" and "pw123" not in listed["uri"]
+            out, errs = run.communicate(timeout=120)
+        finally:
+            run.kill()
+    assert run.returncode == 0, errs[-3000:]
+    s = json.loads(summary.read_text())
+    assert s["frames"] >= 10 and s["delivery"]["failed"] == 0
+    assert "pw123" not in out + errs
+
+
+def test_live_usage_errors(env: dict[str, str], bikes: Path) -> None:
+    r = fw(["run", "rtsp://127.0.0.1:9/cam", str(bikes)], env, timeout=60)
+    assert r.returncode == 2 and "cannot share a run" in r.stderr
+    r = fw(["sources", "ls", "--timeout", "1"], env, timeout=60)
+    assert r.returncode == 1 and "no live run answered" in r.stderr
