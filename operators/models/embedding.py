@@ -20,6 +20,7 @@ import numpy as np
 
 from operators.frames import FrameBatch
 from operators.models.base import VisionModel
+from operators.models.device import select_device
 from operators.models.weights import resolve_weights
 from operators.results import Embeddings, ModelOutput, QueryAnswers
 
@@ -148,21 +149,10 @@ class EmbeddingModel(VisionModel):
 
     # ---- lifecycle ---------------------------------------------------------------------
     def setup(self) -> None:
-        import torch
         from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
 
         local = resolve_weights(self.model_id, self.path)
-        cuda = self.device in ("auto", "cuda") or self.device.startswith("cuda:")
-        if cuda and torch.cuda.is_available():
-            device = torch.device(self.device if self.device.startswith("cuda:") else "cuda")
-            dtype = {"auto": torch.bfloat16, "bfloat16": torch.bfloat16, "float16": torch.float16,
-                     "float32": torch.float32}[self.dtype]
-        else:
-            if self.device.startswith("cuda"):
-                log.warning("embedding: device %r asked for but CUDA is not available; running on CPU", self.device)
-            device, dtype = torch.device("cpu"), torch.float32  # half precision on CPU is slow and lossy
-            if self.options.get("threads"):
-                torch.set_num_threads(int(self.options["threads"]))
+        device, dtype = select_device("embedding", self.device, self.dtype, self.options.get("threads"))
         kind = getattr(AutoConfig.from_pretrained(local), "model_type", "")
         if kind not in KINDS:
             raise OSError(f"{local} holds a {kind or 'unknown'!r} model; the embedding family runs {_SUPPORTED}")
