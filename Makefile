@@ -30,7 +30,7 @@ run: setup
 	$(FW) run $(CLIP) --config configs/default.yaml
 
 test: setup
-	$(VENV)/bin/ruff check pipeline operators tests
+	$(VENV)/bin/ruff check pipeline operators tests docs
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
 
 test-unit: setup
@@ -53,7 +53,7 @@ broker-down:
 	$(FW) broker down
 
 lint:
-	$(VENV)/bin/ruff check pipeline operators tests
+	$(VENV)/bin/ruff check pipeline operators tests docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache
