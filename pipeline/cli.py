@@ -295,9 +295,11 @@ def models_fetch(
 
 # run-time control of live runs; imported last because it uses the helpers above
 from pipeline.cli_control import queries_app, sources_app  # noqa: E402
+from pipeline.cli_topics import topics_app  # noqa: E402
 
 app.add_typer(sources_app, name="sources")
 app.add_typer(queries_app, name="queries")
+app.add_typer(topics_app, name="topics")
 
 
 def main() -> None:

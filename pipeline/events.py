@@ -22,7 +22,7 @@ from operators.results import Detections, ModelOutput
 
 __all__ = [
     "SCHEMA_VERSION", "CaptionEvent", "DetectionsEvent", "QueryEvent", "QueryMatchEvent", "StatusEvent",
-    "ErrorEvent", "EmbeddingEvent",
+    "ErrorEvent", "EmbeddingEvent", "ThumbnailEvent", "build_thumbnail_events",
     "Event", "Record", "Topics", "event_id", "build_frame_events", "build_match_event", "to_record", "parse_event",
 ]
 
@@ -41,15 +41,17 @@ class Topics:
         self.status = f"{prefix}.status"
         self.errors = f"{prefix}.errors"
         self.embeddings = f"{prefix}.embeddings"
+        self.thumbnails = f"{prefix}.thumbnails"
         self.checkpoints = f"{prefix}.checkpoints"  # compacted; per-source resume points, not events
 
     def all(self) -> list[str]:
-        return [self.captions, self.detections, self.queries, self.status, self.errors, self.embeddings]
+        return [self.captions, self.detections, self.queries, self.status, self.errors, self.embeddings,
+                self.thumbnails]
 
     def for_type(self, event_type: str) -> str:
         return {"caption": self.captions, "detections": self.detections, "query": self.queries,
                 "query_match": self.queries, "status": self.status, "error": self.errors,
-                "embedding": self.embeddings}[event_type]
+                "embedding": self.embeddings, "thumbnail": self.thumbnails}[event_type]
 
 
 class _Event(BaseModel):
@@ -99,6 +101,19 @@ class QueryEvent(_FrameEvent):
     matched: bool
     score: float | None
     boxes: list[Box] = Field(default_factory=list)
+
+
+class ThumbnailEvent(_FrameEvent):
+    """A small JPEG of the frame (optional, ``thumbnails.enabled``), on its own topic so the events
+    topics stay small; join it to the frame's other events on (source_id, pts)."""
+
+    type: Literal["thumbnail"] = "thumbnail"
+    model: str = Field("jpeg", description="the encoder: always jpeg")
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    width: int = Field(description="thumbnail width in pixels (the source's aspect ratio)")
+    height: int
+    size_bytes: int = Field(description="length of the JPEG; never above thumbnails.max_bytes")
+    jpeg_base64: str = Field(description="the JPEG, base64 (RFC 4648, with padding)")
 
 
 class EmbeddingEvent(_FrameEvent):
@@ -162,11 +177,11 @@ class ErrorEvent(_Event):
 
 
 Event = Annotated[CaptionEvent | DetectionsEvent | QueryEvent | QueryMatchEvent | StatusEvent | ErrorEvent
-                  | EmbeddingEvent, Field(discriminator="type")]
+                  | EmbeddingEvent | ThumbnailEvent, Field(discriminator="type")]
 _EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
 EVENT_TYPES = {"caption": CaptionEvent, "detections": DetectionsEvent, "query": QueryEvent,
                "query_match": QueryMatchEvent, "status": StatusEvent, "error": ErrorEvent,
-               "embedding": EmbeddingEvent}
+               "embedding": EmbeddingEvent, "thumbnail": ThumbnailEvent}
 
 # A record ready for the producer: (topic, key, value, headers)
 Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
@@ -256,6 +271,30 @@ def build_frame_events(
             vec = np.round(out.embeddings.vectors[row].astype(np.float64), 6).tolist()
             events.append(EmbeddingEvent(event_id=event_id(sid, pts, "embed", m), model=m, dim=len(vec),
                                          normalized=out.embeddings.normalized, vector=vec, **common))
+    return events
+
+
+def build_thumbnail_events(batch: FrameBatch, *, run_id: str, uris: dict[str, str], max_side: int = 160,
+                           quality: int = 70, max_bytes: int = 16384, now: float | None = None) -> list[ThumbnailEvent]:
+    """One ThumbnailEvent per frame of ``batch`` (a frame whose JPEG cannot fit ``max_bytes`` has none)."""
+    import base64
+
+    from pipeline.thumbnails import encode_thumbnail
+
+    now = time.time() if now is None else now
+    events = []
+    for row in range(len(batch)):
+        ow, oh = int(batch.orig_width[row]), int(batch.orig_height[row])
+        enc = encode_thumbnail(batch.pixels[row], ow, oh, max_side=max_side, quality=quality, max_bytes=max_bytes)
+        if enc is None:
+            continue
+        jpeg, w, h = enc
+        sid, pts, wall = str(batch.source_id[row]), float(batch.pts[row]), float(batch.wall_time[row])
+        events.append(ThumbnailEvent(
+            event_id=event_id(sid, pts, "thumbnail", max_side), run_id=run_id, source_id=sid,
+            source_uri=uris.get(sid, sid), emitted_at=now, frame_index=int(batch.frame_index[row]), pts=pts,
+            capture_time=wall, latency_ms=round(max(0.0, now - wall) * 1000, 2), frame_width=ow, frame_height=oh,
+            width=w, height=h, size_bytes=len(jpeg), jpeg_base64=base64.b64encode(jpeg).decode("ascii")))
     return events
 
 

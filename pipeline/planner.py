@@ -29,6 +29,7 @@ from pipeline.checkpoints import Checkpoint, read_checkpoints, transactional_id_
 from pipeline.events import ErrorEvent, StatusEvent, Topics, event_id, to_record
 from pipeline.sources import Source
 from pipeline.spec import PipelineSpec
+from pipeline.topics import ensure_for_run
 
 __all__ = ["Pipeline", "RunSummary", "SourceProgress", "init_ray"]
 
@@ -131,6 +132,7 @@ class Pipeline:
 
     def _start_actors(self) -> None:
         spec = self.spec
+        self.topic_report = ensure_for_run(spec, self.bootstrap)  # before Ray: a bad topic fails in seconds
         live = spec.mode == "live"
         concurrent = len(self.sources) if live else min(len(self.sources), spec.decode.concurrent_sources)
         init_ray(spec, spec.decode.cpus * concurrent + spec.model.cpus * spec.model.replicas + 0.5)
@@ -139,7 +141,8 @@ class Pipeline:
         uris = {s.id: s.display for s in self.sources}
         self.models = [
             ModelActor.options(num_cpus=spec.model.cpus, num_gpus=gpus).remote(  # type: ignore[attr-defined]
-                spec.model.name, self._model_kwargs(), self.run_id, uris, spec.kafka.topic_prefix, live)
+                spec.model.name, self._model_kwargs(), self.run_id, uris, spec.kafka.topic_prefix, live,
+                thumbnails=spec.thumbnails.model_dump(exclude={"enabled"}) if spec.thumbnails.enabled else None)
             for _ in range(spec.model.replicas)
         ]
         self.exactly_once = spec.mode == "archive" and spec.kafka.exactly_once

@@ -117,6 +117,8 @@ def describe_event(ev: Any) -> str:
         return head + f"query {ev.query!r} match {ev.state} (since t={ev.started_pts:.2f}s, {ev.frames} frames{sc})"
     if ev.type == "error":
         return head + f"error at {ev.stage}: {ev.reason}"
+    if ev.type == "thumbnail":
+        return head + f"thumbnail {ev.width}x{ev.height} jpeg, {ev.size_bytes} bytes"
     return head + ev.type
 
 

@@ -67,6 +67,29 @@ class BatchingSpec(_Strict):
     inflight_per_source: int = Field(2, ge=1, description="decoded chunks buffered per source")
 
 
+class TopicOverride(_Strict):
+    partitions: int | None = Field(None, ge=1)
+    replication_factor: int | None = Field(None, ge=1)
+    retention_ms: int | None = Field(None, ge=-1, description="-1 keeps events for ever")
+    configs: dict[str, str | int] = Field(default_factory=dict, description="other topic configs, set as given")
+
+
+TOPIC_NAMES = Literal["captions", "detections", "queries", "errors", "embeddings", "thumbnails", "status",
+                      "checkpoints", "control", "control.replies"]
+
+
+class TopicsSpec(_Strict):
+    create_missing: bool = Field(True, description="create missing topics at start with these settings")
+    check: Literal["fail", "warn"] = Field("fail", description="a topic set up to lose events stops the run "
+                                                               "(fail) or only logs (warn)")
+    partitions: int = Field(3, ge=1, description="partitions of each events topic (key = source id)")
+    replication_factor: int = Field(1, ge=1)
+    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1, description="events topics; -1 keeps for ever")
+    control_retention_ms: int = Field(24 * 3600 * 1000, ge=1, description="control commands and replies")
+    overrides: dict[TOPIC_NAMES, TopicOverride] = Field(
+        default_factory=dict, description="per topic (name without the prefix): partitions, retention_ms, ...")
+
+
 class KafkaSpec(_Strict):
     bootstrap_servers: str | None = Field(None, description="null starts the local dev broker")
     topic_prefix: str = "framewire"
@@ -75,6 +98,7 @@ class KafkaSpec(_Strict):
                                                  "a rerun resumes with no duplicate and no gap")
     transactional_id: str | None = Field(None, description="null derives a stable id from the sources")
     commit_timeout_s: float = Field(60.0, gt=0, description="a transaction commit slower than this fails the run")
+    topics: TopicsSpec = TopicsSpec()
 
 
 class ReconnectSpec(_Strict):
@@ -101,6 +125,14 @@ class LiveSpec(_Strict):
     duration_s: float | None = Field(None, gt=0, description="stop after this long; null: until Ctrl-C/SIGTERM")
 
 
+class ThumbnailSpec(_Strict):
+    enabled: bool = Field(False, description="publish a small JPEG of every sampled frame on <prefix>.thumbnails")
+    max_side: int = Field(160, ge=16, le=1024, description="longest side in pixels (aspect ratio kept)")
+    quality: int = Field(70, ge=30, le=95, description="JPEG quality to start from")
+    max_bytes: int = Field(16384, ge=512, le=262144, description="size cap of one JPEG; quality then size step "
+                                                                 "down until it fits")
+
+
 class RaySpec(_Strict):
     address: str | None = Field(None, description="null runs a local Ray; 'auto' or ray://host:10001 joins a cluster")
     num_cpus: int | None = None
@@ -115,6 +147,7 @@ class PipelineSpec(_Strict):
     queries: list[str] = Field(default_factory=list, description="standing free-text queries")
     batching: BatchingSpec = BatchingSpec()
     live: LiveSpec = LiveSpec()
+    thumbnails: ThumbnailSpec = ThumbnailSpec()
     kafka: KafkaSpec = KafkaSpec()
     ray: RaySpec = RaySpec()
 

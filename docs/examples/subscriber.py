@@ -13,7 +13,8 @@ ap.add_argument("--prefix", default="framewire")
 ap.add_argument("--max", type=int, default=0, help="stop after this many distinct events")
 ap.add_argument("--timeout", type=float, default=0, help="stop after this many idle seconds")
 args = ap.parse_args()
-topics = [f"{args.prefix}.{t}" for t in ("captions", "detections", "queries", "embeddings", "status", "errors")]
+topics = [f"{args.prefix}.{t}" for t in ("captions", "detections", "queries", "embeddings", "thumbnails",
+                                              "status", "errors")]
 consumer = KafkaConsumer(*topics, bootstrap_servers=args.bootstrap, auto_offset_reset="earliest",
                          isolation_level="read_committed",  # archive runs are transactional
                          consumer_timeout_ms=int(args.timeout * 1000) or float("inf"))
@@ -26,6 +27,7 @@ for record in consumer:
     what = {"caption": lambda e: e["text"], "detections": lambda e: [d["label"] for d in e["detections"]],
             "query": lambda e: f"{e['query']!r} matched={e['matched']}",
             "query_match": lambda e: f"{e['query']!r} {e['state']}", "embedding": lambda e: f"dim={e['dim']}",
+            "thumbnail": lambda e: f"{e['width']}x{e['height']} jpeg {e['size_bytes']} B",
             "status": lambda e: e["state"], "error": lambda e: f"{e['stage']}: {e['reason']}"}
     detail = what.get(ev["type"], lambda e: "")(ev)  # unknown (newer) types are printed, not fatal
     print(f"{ev['type']:<11} {ev['source_id']} {ev.get('pts', '')} {detail}", flush=True)

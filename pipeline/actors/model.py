@@ -13,7 +13,15 @@ import ray
 
 from operators.frames import FrameBatch
 from operators.models.registry import create
-from pipeline.events import ErrorEvent, Record, Topics, build_frame_events, event_id, to_record
+from pipeline.events import (
+    ErrorEvent,
+    Record,
+    Topics,
+    build_frame_events,
+    build_thumbnail_events,
+    event_id,
+    to_record,
+)
 
 __all__ = ["ModelActor", "ModelResult"]
 
@@ -38,8 +46,9 @@ class ModelActor:
     """Loads the model once, then runs whole batches (chunks from several sources joined)."""
 
     def __init__(self, family: str, kwargs: dict[str, Any], run_id: str, uris: dict[str, str],
-                 topic_prefix: str, live: bool = False) -> None:
+                 topic_prefix: str, live: bool = False, thumbnails: dict[str, Any] | None = None) -> None:
         self.live = live
+        self.thumbnails = thumbnails  # None: off; else max_side, quality, max_bytes
         self.batch_s = 0.0  # moving average of one model call, to judge which frames can still make it
         self.model = create(family, **kwargs)
         self.model.setup()
@@ -77,6 +86,8 @@ class ModelActor:
         try:
             out = self.model(batch)
             events = build_frame_events(batch, out, run_id=self.run_id, uris=self.uris)
+            if self.thumbnails:
+                events += build_thumbnail_events(batch, run_id=self.run_id, uris=self.uris, **self.thumbnails)
         except Exception as exc:  # noqa: BLE001 - a poison batch yields error events, the run goes on
             reason = f"{type(exc).__name__}: {exc}"
             last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []

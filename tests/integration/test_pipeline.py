@@ -95,3 +95,22 @@ def test_poison_batch_yields_error_events_and_the_source_goes_on(ray_local, kafk
     assert all(e.stage == "model" and "poison" in e.reason for e in errors)
     captions = sorted(e.frame_index for e in events if e.type == "caption")
     assert captions == [i for i in range(50) if not 10 <= i < 15]
+
+
+def test_thumbnails_one_per_frame_joined_to_its_events(ray_local, kafka_bootstrap, prefix, bikes):
+    import base64
+    import io
+
+    from PIL import Image
+
+    spec = spec_for(prefix, **{"decode.fps": 2.0, "decode.max_frames": 6, "model.options": {"size": [272, 640]},
+                               "thumbnails": {"enabled": True, "max_side": 120, "max_bytes": 3000}})
+    summary, events = run(spec, [str(bikes)], kafka_bootstrap)
+    thumbs = [e for e in events if e.type == "thumbnail"]
+    dets = {(e.source_id, e.pts) for e in events if e.type == "detections"}
+    assert len(thumbs) == summary.frames == 6
+    assert {(t.source_id, t.pts) for t in thumbs} == dets  # each joins its frame's events on (source, pts)
+    for t in thumbs:
+        img = Image.open(io.BytesIO(base64.b64decode(t.jpeg_base64)))
+        assert img.size == (t.width, t.height) == (120, 51) and t.size_bytes <= 3000
+        assert (t.frame_width, t.frame_height) == (640, 272)
