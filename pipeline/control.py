@@ -100,16 +100,19 @@ class ControlChannel:
 
 
 def _ensure_topics(bootstrap: str, names: list[str]) -> None:
-    """Create the control topics if missing (one partition: commands stay in order)."""
-    from kafka.admin import KafkaAdminClient, NewTopic
+    """Create the control topics if missing (one partition: commands stay in order; a day's retention,
+    as ``kafka.topics.control_retention_ms`` defaults to; a run creates them from its config first)."""
+    from kafka.admin import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         missing = [n for n in names if n not in set(admin.list_topics())]
         if missing:
+            configs = {"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000)}
             try:
-                admin.create_topics([NewTopic(n, 1, 1) for n in missing])
+                admin.create_topics({n: {"num_partitions": 1, "replication_factor": -1, "configs": configs}
+                                     for n in missing}, wait_for_metadata=True)
             except TopicAlreadyExistsError:
                 pass
     finally:
