@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FW := $(VENV)/bin/framewire
 STAMP := $(VENV)/.installed
-CLIP ?= $(HOME)/.cache/framewire/samples/bikes.mp4
+CLIP ?= $(or $(FRAMEWIRE_CACHE),$(HOME)/.cache/framewire)/samples/bikes.mp4
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps assets run test test-unit test-integration bench bench-live broker-up broker-down lint clean

@@ -129,3 +129,20 @@ def topics_describe(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         _print_problems(problems)
     if any(p.severity == "error" for p in problems):
         raise typer.Exit(EXIT_RUNTIME)
+
+
+@topics_app.command("manifest")
+def topics_manifest(config: ConfigOpt = None,
+                    cluster: Annotated[str, typer.Option(help="Strimzi Kafka cluster name (strimzi.io/cluster).")]
+                    = "framewire",
+                    namespace: Annotated[str | None, typer.Option(help="Namespace of the KafkaTopic resources.")]
+                    = None) -> None:
+    """Print the config's topics as Strimzi KafkaTopic resources (YAML), for clusters whose topics
+    the Strimzi Topic Operator manages: `framewire topics manifest | kubectl apply -f -`."""
+    import yaml
+
+    from pipeline.cli import _spec  # here: pipeline.cli imports this module
+    from pipeline.topics import plan_topics, strimzi_manifests
+
+    docs = strimzi_manifests(plan_topics(_spec(config)), cluster=cluster, namespace=namespace)
+    typer.echo(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True), nl=False)

@@ -287,3 +287,19 @@ def state_dict(st: TopicState, plan: TopicPlan | None = None) -> dict[str, Any]:
         d["role"] = plan.role
         d["want"] = {"partitions": plan.partitions, "replication_factor": plan.replication_factor, **plan.configs}
     return d
+
+
+def strimzi_manifests(plans: list[TopicPlan], *, cluster: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    """The plan as Strimzi ``KafkaTopic`` resources (kafka.strimzi.io/v1beta2), for clusters whose
+    topics are managed by the Topic Operator rather than by ``framewire topics create``."""
+    docs = []
+    for p in plans:
+        meta: dict[str, Any] = {"name": p.name.replace(".", "-").replace("_", "-").lower(),
+                                "labels": {"strimzi.io/cluster": cluster, "app.kubernetes.io/part-of": "framewire",
+                                           "framewire.io/role": p.role}}
+        if namespace:
+            meta["namespace"] = namespace
+        docs.append({"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaTopic", "metadata": meta,
+                     "spec": {"topicName": p.name, "partitions": p.partitions, "replicas": p.replication_factor,
+                              "config": {k: int(v) if v.lstrip("-").isdigit() else v for k, v in p.configs.items()}}})
+    return docs

@@ -82,3 +82,29 @@ def test_missing_and_fewer_partitions() -> None:
         ("framewire.control", "partitions", "warning")]
     assert str(problems[0]) == "framewire.errors is missing; fix: framewire topics create " \
                                "(or kafka.topics.create_missing: true)"
+
+
+def test_strimzi_manifests_in_k8s_match_the_cluster_config() -> None:
+    import re
+
+    import yaml
+
+    from pipeline.spec import CONFIG_DIR
+    from pipeline.topics import strimzi_manifests
+
+    plans = plan_topics(load_spec([CONFIG_DIR / "cluster.yaml"], environ={}))
+    want = strimzi_manifests(plans, cluster="framewire")
+    committed = list(yaml.safe_load_all((CONFIG_DIR.parent / "k8s" / "kafka-topics.yaml").read_text()))
+    assert committed == want, "regenerate: framewire topics manifest --config configs/cluster.yaml " \
+                              "> k8s/kafka-topics.yaml"
+    names = [d["metadata"]["name"] for d in want]
+    assert len(set(names)) == len(names) == len(plans)
+    for doc, plan in zip(want, plans, strict=True):
+        assert doc["apiVersion"] == "kafka.strimzi.io/v1beta2" and doc["kind"] == "KafkaTopic"
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])  # RFC 1123 label
+        assert doc["metadata"]["labels"]["strimzi.io/cluster"] == "framewire"
+        spec = doc["spec"]
+        assert spec["topicName"] == plan.name and spec["replicas"] == 3
+        assert {k: str(v) for k, v in spec["config"].items()} == plan.configs
+    status = next(d for d in want if d["spec"]["topicName"] == "framewire.status")
+    assert status["spec"]["config"] == {"cleanup.policy": "compact", "min.insync.replicas": 2}
