@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["select_device"]
+__all__ = ["frames_to_device", "select_device"]
 
 log = logging.getLogger(__name__)
 
@@ -29,3 +29,24 @@ def select_device(family: str, device: str, dtype: str, threads: Any = None) -> 
     if threads:
         torch.set_num_threads(int(threads))
     return torch.device("cpu"), torch.float32
+
+
+def frames_to_device(pixels: Any, device: Any) -> Any:
+    """uint8 ``[N, H, W, 3]`` frames as a float32 ``[N, 3, H, W]`` tensor on ``device``.
+
+    Frames from Ray's object store are read-only numpy views; they are wrapped without a copy
+    (the tensor is never written: the float conversion makes the new one), and on CUDA they go
+    through pinned memory with a non-blocking copy.
+    """
+    import warnings
+
+    import numpy as np
+    import torch
+
+    arr = np.ascontiguousarray(pixels)
+    with warnings.catch_warnings():  # "non-writable array": true, and harmless here, see above
+        warnings.simplefilter("ignore", UserWarning)
+        x = torch.from_numpy(arr)
+    if device.type == "cuda":
+        x = x.pin_memory().to(device, non_blocking=True)
+    return x.permute(0, 3, 1, 2).float()

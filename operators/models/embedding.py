@@ -20,7 +20,7 @@ import numpy as np
 
 from operators.frames import FrameBatch
 from operators.models.base import VisionModel
-from operators.models.device import select_device
+from operators.models.device import frames_to_device, select_device
 from operators.models.weights import resolve_weights
 from operators.results import Embeddings, ModelOutput, QueryAnswers
 
@@ -262,10 +262,7 @@ class EmbeddingModel(VisionModel):
         import torch
         import torch.nn.functional as F
 
-        x = torch.from_numpy(np.ascontiguousarray(pixels))
-        if self._device.type == "cuda":
-            x = x.pin_memory().to(self._device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float()
+        x = frames_to_device(pixels, self._device)
         if tuple(x.shape[-2:]) != self._size:
             x = F.interpolate(x, size=self._size, mode=self._resample, align_corners=False, antialias=True)
             x = x.clamp_(0, 255)

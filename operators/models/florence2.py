@@ -19,7 +19,7 @@ import numpy as np
 
 from operators.frames import FrameBatch
 from operators.models.base import VisionModel
-from operators.models.device import select_device
+from operators.models.device import frames_to_device, select_device
 from operators.models.weights import resolve_weights
 from operators.results import Captions, Detections, ModelOutput, QueryAnswers
 
@@ -233,10 +233,9 @@ class Florence2Model(VisionModel):
 
     def image_features(self, pixels: np.ndarray) -> Any:
         """Projected image tokens ``[N, T, D]`` of uint8 ``[N, H, W, 3]`` frames: one vision pass."""
-        import torch
         import torch.nn.functional as F
 
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self._device).permute(0, 3, 1, 2).float()
+        x = frames_to_device(pixels, self._device)
         if tuple(x.shape[-2:]) != self._size:
             x = F.interpolate(x, size=self._size, mode="bicubic", align_corners=False, antialias=True)
             x = x.clamp_(0, 255)

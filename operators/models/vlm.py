@@ -23,7 +23,7 @@ import numpy as np
 
 from operators.frames import FrameBatch
 from operators.models.base import VisionModel
-from operators.models.device import select_device
+from operators.models.device import frames_to_device, select_device
 from operators.models.weights import resolve_weights
 from operators.results import Captions, ModelOutput, QueryAnswers
 
@@ -273,10 +273,7 @@ class VLMModel(VisionModel):
 
         n, h, w = pixels.shape[:3]
         th, tw = self._target_size(h, w)
-        x = torch.from_numpy(np.ascontiguousarray(pixels))
-        if self._device.type == "cuda":
-            x = x.pin_memory().to(self._device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float()
+        x = frames_to_device(pixels, self._device)
         if (h, w) != (th, tw):
             x = F.interpolate(x, size=(th, tw), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 255)
         x = (x * self._scale - self._mean) / self._std
