@@ -36,7 +36,7 @@ def _send(config: Any, op: str, args: dict[str, Any], run_id: str | None, timeou
     bootstrap = _bootstrap(spec, start=False)
     try:
         replies = send_command(bootstrap, spec.kafka.topic_prefix, op, args, run_id=run_id, timeout_s=timeout,
-                               expect=expect)
+                               expect=expect, spec=spec)
     except Exception as exc:  # noqa: BLE001 - a Kafka failure is one message and exit 1
         raise _fail(EXIT_RUNTIME, f"could not send {op} over Kafka {bootstrap}: {type(exc).__name__}: {exc}") from None
     if not replies:

@@ -58,14 +58,15 @@ class ControlChannel:
     bootstrap: str
     prefix: str
     run_id: str
+    spec: Any = None  # a PipelineSpec: kafka.topics settings for the control topics
     _consumer: Any = field(default=None, init=False)
     _producer: Any = field(default=None, init=False)
 
     def open(self) -> None:
         from kafka import KafkaConsumer, KafkaProducer
 
-        topic, replies = control_topics(self.prefix)
-        _ensure_topics(self.bootstrap, [topic, replies])
+        topic, _ = control_topics(self.prefix)
+        _ensure_topics(self.bootstrap, self.prefix, self.spec)
         self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
         _assign_at_end(self._consumer, topic)
         self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
@@ -99,24 +100,15 @@ class ControlChannel:
             self._producer.close(timeout=5)
 
 
-def _ensure_topics(bootstrap: str, names: list[str]) -> None:
-    """Create the control topics if missing (one partition: commands stay in order; a day's retention,
-    as ``kafka.topics.control_retention_ms`` defaults to; a run creates them from its config first)."""
-    from kafka.admin import KafkaAdminClient
-    from kafka.errors import TopicAlreadyExistsError
+def _ensure_topics(bootstrap: str, prefix: str, spec: Any = None) -> None:
+    """Create the control topics if missing, with the settings the topic plan gives them
+    (``pipeline/topics.py``: one partition, so commands stay in order); ``spec`` supplies
+    ``kafka.topics`` (default: the built-in defaults)."""
+    from pipeline.spec import PipelineSpec
+    from pipeline.topics import ensure, plan_topics
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        missing = [n for n in names if n not in set(admin.list_topics())]
-        if missing:
-            configs = {"cleanup.policy": "delete", "retention.ms": str(24 * 3600 * 1000)}
-            try:
-                admin.create_topics({n: {"num_partitions": 1, "replication_factor": -1, "configs": configs}
-                                     for n in missing}, wait_for_metadata=True)
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
+    spec = (spec or PipelineSpec()).with_overrides(**{"kafka.topic_prefix": prefix})
+    ensure(bootstrap, [p for p in plan_topics(spec) if p.role == "control"])
 
 
 def _assign_at_end(consumer: Any, topic: str) -> None:
@@ -144,13 +136,14 @@ def _command_id(raw: bytes) -> str | None:
 
 
 def send_command(bootstrap: str, prefix: str, op: str, args: dict[str, Any] | None = None, *,
-                 run_id: str | None = None, timeout_s: float = 10.0, expect: int = 1) -> list[Reply]:
-    """Send one command and wait for ``expect`` replies (one per listening run) or the timeout."""
+                 run_id: str | None = None, timeout_s: float = 10.0, expect: int = 1, spec: Any = None) -> list[Reply]:
+    """Send one command and wait for ``expect`` replies (one per listening run) or the timeout;
+    ``spec`` (a PipelineSpec) gives the settings of control topics this creates."""
     from kafka import KafkaConsumer, KafkaProducer
 
     cmd = Command(op=op, args=args or {}, run_id=run_id)  # type: ignore[arg-type]
     topic, replies_topic = control_topics(prefix)
-    _ensure_topics(bootstrap, [topic, replies_topic])
+    _ensure_topics(bootstrap, prefix, spec)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     try:
         _assign_at_end(consumer, replies_topic)

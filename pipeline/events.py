@@ -8,6 +8,7 @@ one partition, in pts order.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import time
@@ -277,8 +278,6 @@ def build_frame_events(
 def build_thumbnail_events(batch: FrameBatch, *, run_id: str, uris: dict[str, str], max_side: int = 160,
                            quality: int = 70, max_bytes: int = 16384, now: float | None = None) -> list[ThumbnailEvent]:
     """One ThumbnailEvent per frame of ``batch`` (a frame whose JPEG cannot fit ``max_bytes`` has none)."""
-    import base64
-
     from pipeline.thumbnails import encode_thumbnail
 
     now = time.time() if now is None else now

@@ -197,7 +197,7 @@ class LivePipeline(Pipeline):
         self.opts = live_options(spec, self.input_size)  # type: ignore[arg-type]
         ray.get(self.publisher.set_query_scopes.remote(dict(self.scopes)))
         if spec.live.control:
-            self.control = ControlChannel(self.bootstrap, spec.kafka.topic_prefix, self.run_id)
+            self.control = ControlChannel(self.bootstrap, spec.kafka.topic_prefix, self.run_id, spec)
             self.control.open()
         for src in list(self.sources):
             self.add_source(src)

@@ -48,7 +48,6 @@ class TopicState:
     partitions: int = 0
     replication_factor: int = 0
     configs: dict[str, str] = field(default_factory=dict)  # every topic config with its effective value
-    overridden: dict[str, str] = field(default_factory=dict)  # the ones set on the topic itself
 
 
 @dataclass(frozen=True)
@@ -138,19 +137,15 @@ def describe(bootstrap: str, names: list[str], *, admin: Any = None) -> dict[str
         present = [n for n in names if n in existing]
         if not present:
             return out
-        for meta in admin.describe_topics(present):
-            parts = meta.get("partitions") or []
-            rf = min((len(p.get("replica_nodes") or p.get("replicas") or []) for p in parts), default=0)
-            out[meta["topic"] if "topic" in meta else meta["name"]] = TopicState(
-                meta.get("topic", meta.get("name")), exists=True, partitions=len(parts), replication_factor=rf)
         resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in present]
         configs = admin.describe_configs(resources, config_filter="all").get("topic", {})
-        for n in present:
-            entries = configs.get(n, {})
-            st = out[n]
-            st.configs = {k: str(v.get("value")) for k, v in entries.items() if v.get("value") is not None}
-            st.overridden = {k: str(v.get("value")) for k, v in entries.items()
-                             if str(v.get("config_source", "")).endswith("TOPIC_CONFIG") and v.get("value") is not None}
+        for meta in admin.describe_topics(present):
+            parts = meta["partitions"]
+            entries = configs.get(meta["name"], {})
+            out[meta["name"]] = TopicState(
+                meta["name"], exists=True, partitions=len(parts),
+                replication_factor=min((len(p["replica_nodes"]) for p in parts), default=0),
+                configs={k: str(v["value"]) for k, v in entries.items() if v["value"] is not None})
         return {n: out[n] for n in names}
     finally:
         if own:
@@ -201,17 +196,18 @@ def check(plans: list[TopicPlan], states: dict[str, TopicState]) -> list[Problem
                                     "error", "with acks=all every write would fail (not enough in-sync replicas)",
                                     f"kafka-configs --alter --topic {plan.name} --add-config "
                                     f"min.insync.replicas={max(1, st.replication_factor - 1)}"))
-        want_ret = plan.configs.get("retention.ms")
-        have_ret = st.configs.get("retention.ms")
-        if want_ret and have_ret and "delete" in policy and 0 <= int(have_ret) < int(want_ret) and want_ret != "-1":
+        want_ret, have_ret = plan.configs.get("retention.ms"), st.configs.get("retention.ms")
+        if want_ret and have_ret and "delete" in policy and _ms_or_inf(have_ret) < _ms_or_inf(want_ret):
             problems.append(Problem(plan.name, "retention.ms", want_ret, have_ret, "warning",
-                                    "events are deleted sooner than configured",
-                                    "framewire topics create --fix"))
-        if want_ret == "-1" and have_ret not in (None, "-1") and "delete" in policy:
-            problems.append(Problem(plan.name, "retention.ms", "-1", str(have_ret), "warning",
                                     "events are deleted sooner than configured", "framewire topics create --fix"))
     order = {"error": 0, "warning": 1}
     return sorted(problems, key=lambda p: order[p.severity])
+
+
+def _ms_or_inf(value: str) -> float:
+    """retention.ms as a number, -1 (keep for ever) as infinity."""
+    ms = int(value)
+    return float("inf") if ms < 0 else float(ms)
 
 
 def ensure(bootstrap: str, plans: list[TopicPlan], *, create: bool = True, fix: bool = False) -> EnsureReport:
@@ -270,13 +266,11 @@ def ensure_for_run(spec: PipelineSpec, bootstrap: str) -> EnsureReport:
         return EnsureReport()
     for name in report.created:
         log.info("created topic %s", name)
-    for p in report.warnings:
-        log.warning("topic %s", p)
     if report.errors and ts.check == "fail":
         lines = "\n  ".join(str(p) for p in report.errors)
         raise TopicError(f"Kafka {bootstrap}: {len(report.errors)} topic problem(s) would lose or corrupt events:"
                          f"\n  {lines}\n(set kafka.topics.check: warn to run anyway)")
-    for p in report.errors if ts.check == "warn" else []:
+    for p in report.problems:  # with check: warn, the errors too
         log.warning("topic %s", p)
     return report
 

@@ -108,3 +108,13 @@ def test_strimzi_manifests_in_k8s_match_the_cluster_config() -> None:
         assert {k: str(v) for k, v in spec["config"].items()} == plan.configs
     status = next(d for d in want if d["spec"]["topicName"] == "framewire.status")
     assert status["spec"]["config"] == {"cleanup.policy": "compact", "min.insync.replicas": 2}
+
+
+def test_every_planned_topic_can_be_overridden_by_its_short_name() -> None:
+    plans = plan_topics(load_spec([], environ={}))
+    for plan in plans:
+        short = plan.name.removeprefix("framewire.")
+        over = {p.name: p for p in plan_topics(load_spec([], environ={}).with_overrides(
+            **{"kafka.topics.overrides": {short: {"configs": {"max.message.bytes": 2000000}}}}))}
+        assert over[plan.name].configs["max.message.bytes"] == "2000000", short
+        assert all("max.message.bytes" not in p.configs for n, p in over.items() if n != plan.name)
