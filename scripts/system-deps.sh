@@ -12,6 +12,11 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" \
   >/dev/null 2>&1 || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
                             gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+# OpenCV (opencv-python) needs libGL and glib at import; opencv-doc carries vtest.avi (pedestrians) for tests
+[ -e /usr/lib/x86_64-linux-gnu/libGL.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libGL.so.1 ] || need+=(libgl1)
+[ -e /usr/lib/x86_64-linux-gnu/libgthread-2.0.so.0 ] || [ -e /usr/lib/aarch64-linux-gnu/libgthread-2.0.so.0 ] \
+  || need+=(libglib2.0-0)
+ls /usr/share/doc/opencv-doc/examples/data/vtest.avi* >/dev/null 2>&1 || need+=(opencv-doc)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
