@@ -19,7 +19,7 @@ from typing import Any
 
 from operators.decode import DecodeOptions, decode
 from operators.models.registry import create
-from pipeline.live import LivePipeline, percentile
+from pipeline.runtime.live import LivePipeline, percentile
 from pipeline.sources import expand_sources
 from pipeline.spec import PipelineSpec, load_spec
 from tests.support.live_servers import RtspCameras, available
@@ -93,7 +93,7 @@ def main() -> None:
     if missing:
         raise SystemExit(f"cannot run the live benchmark: {missing}")
     from pipeline.broker import resolve_bootstrap
-    from pipeline.planner import init_ray
+    from pipeline.runtime.planner import init_ray
     from pipeline.samples import sample_path
 
     over: dict[str, Any] = {"mode": "live", "decode.fps": args.fps, "live.control": False, "decode.cpus": 0.1}

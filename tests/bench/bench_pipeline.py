@@ -71,7 +71,7 @@ def profile(name: str, workdir: Path) -> tuple[str, dict[str, Any], dict[str, An
 
 def bench(args: argparse.Namespace) -> dict[str, float]:
     from pipeline.broker import resolve_bootstrap
-    from pipeline.planner import Pipeline
+    from pipeline.runtime.planner import Pipeline
     from pipeline.sources import expand_sources
     from pipeline.spec import load_spec
 

@@ -10,8 +10,8 @@ from kafka import KafkaProducer
 
 from operators.frames import FrameBatch
 from operators.results import Captions, ModelOutput
-from pipeline.consumer import Subscriber
 from pipeline.events import Topics, build_frame_events, to_record
+from pipeline.kafka.consumer import Subscriber
 
 
 def publish(bootstrap: str, prefix: str, sources: list[str], n: int, wall: float, **producer: object) -> None:

@@ -8,7 +8,7 @@ import uuid
 
 from kafka import KafkaProducer
 
-from pipeline.control import Command, ControlChannel, Reply, control_topics, send_command
+from pipeline.kafka.control import Command, ControlChannel, Reply, control_topics, send_command
 
 
 def serve(channel: ControlChannel, stop: threading.Event, seen: list[Command]) -> None:

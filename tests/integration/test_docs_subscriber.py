@@ -11,7 +11,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from pipeline.events import EVENT_TYPES, Topics, parse_event, to_record
-from pipeline.schema import DOC
+from pipeline.events.schema import DOC
 
 SCRIPT = Path(__file__).resolve().parents[2] / "docs" / "examples" / "subscriber.py"
 

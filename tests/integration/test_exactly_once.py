@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import ray
 
-from pipeline.consumer import subscribe
-from pipeline.planner import Pipeline
+from pipeline.kafka.consumer import subscribe
+from pipeline.runtime.planner import Pipeline
 from pipeline.sources import expand_sources
 from pipeline.spec import PipelineSpec
 from tests.support.fake_model import FAKE

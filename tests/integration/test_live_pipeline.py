@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.consumer import subscribe
-from pipeline.control import send_command
-from pipeline.live import LivePipeline
+from pipeline.kafka.consumer import subscribe
+from pipeline.kafka.control import send_command
+from pipeline.runtime.live import LivePipeline
 from pipeline.sources import expand_sources
 from pipeline.spec import load_spec
 from tests.support.fake_model import FAKE

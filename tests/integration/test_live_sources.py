@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from operators.live import LiveOptions, LiveReader
+from operators.cameras import LiveOptions, LiveReader
 from tests.support.live_servers import HlsStream, HttpTsStream, RtspCameras, available, free_port
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.consumer import subscribe
-from pipeline.planner import Pipeline, RunSummary
+from pipeline.kafka.consumer import subscribe
+from pipeline.runtime.planner import Pipeline, RunSummary
 from pipeline.sources import expand_sources
 from pipeline.spec import PipelineSpec
 from tests.support.fake_model import FAKE

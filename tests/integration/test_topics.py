@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from pipeline.kafka.topics import TopicError, describe, ensure, ensure_for_run, plan_topics
 from pipeline.spec import load_spec
-from pipeline.topics import TopicError, describe, ensure, ensure_for_run, plan_topics
 
 
 def _spec(prefix: str, **more: object):  # type: ignore[no-untyped-def]

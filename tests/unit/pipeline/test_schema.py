@@ -11,12 +11,12 @@ import jsonschema
 import pytest
 
 from pipeline.events import EVENT_TYPES, parse_event
-from pipeline.schema import DOC, PUBLISHED_DIR, SCHEMA_DIR, breaking_changes, check, generate
+from pipeline.events.schema import DOC, PUBLISHED_DIR, SCHEMA_DIR, breaking_changes, check, generate
 
 
 def test_schema_files_and_docs_match_the_code() -> None:
     problems = check()
-    assert problems == [], "\n".join(problems) + "\nrun `python -m pipeline.schema write` and commit"
+    assert problems == [], "\n".join(problems) + "\nrun `python -m pipeline.events.schema write` and commit"
 
 
 def test_every_event_type_has_a_schema_file() -> None:

@@ -12,7 +12,7 @@ from skimage import data
 
 from operators.frames import FrameBatch
 from pipeline.events import ThumbnailEvent, Topics, build_thumbnail_events, parse_event, to_record
-from pipeline.thumbnails import encode_thumbnail, thumbnail_size
+from pipeline.events.thumbnails import encode_thumbnail, thumbnail_size
 
 
 def _squashed(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -65,6 +65,6 @@ def test_one_event_per_frame_round_trips_through_a_record() -> None:
     assert len(jpeg) == back.size_bytes <= 4096 and Image.open(io.BytesIO(jpeg)).size == (48, 32)
     again = build_thumbnail_events(batch, run_id="r2", uris={}, max_side=48, max_bytes=4096)
     assert [e.event_id for e in again] == [e.event_id for e in events]  # deterministic ids
-    from pipeline.progress import describe_event
+    from pipeline.cli.progress import describe_event
 
     assert describe_event(events[0]) == f"cam1 t=   0.00s thumbnail 48x32 jpeg, {events[0].size_bytes} bytes"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.kafka.topics import TopicState, check, plan_topics
 from pipeline.spec import load_spec
-from pipeline.topics import TopicState, check, plan_topics
 
 
 def _plans(**overrides: object) -> dict[str, object]:
@@ -89,8 +89,8 @@ def test_strimzi_manifests_in_k8s_match_the_cluster_config() -> None:
 
     import yaml
 
+    from pipeline.kafka.topics import strimzi_manifests
     from pipeline.spec import CONFIG_DIR
-    from pipeline.topics import strimzi_manifests
 
     plans = plan_topics(load_spec([CONFIG_DIR / "cluster.yaml"], environ={}))
     want = strimzi_manifests(plans, cluster="framewire")

@@ -15,10 +15,10 @@ from typing import Any
 
 import ray
 
-from pipeline.actors.model import ModelResult
-from pipeline.checkpoints import Checkpoint, checkpoint_record
 from pipeline.events import Record, Topics, build_match_event, to_record
+from pipeline.kafka.checkpoints import Checkpoint, checkpoint_record
 from pipeline.query_tracker import QueryTracker
+from pipeline.runtime.actors.model import ModelResult
 
 __all__ = ["DeliveryReport", "PublisherActor", "producer_config"]
 

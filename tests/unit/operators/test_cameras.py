@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from operators.live import (
+from operators.cameras import (
     DropOldestBuffer,
     LiveOptions,
     WallClockSampler,

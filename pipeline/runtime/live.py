@@ -20,13 +20,13 @@ from typing import Any
 
 import ray
 
-from operators.live import LiveOptions
-from pipeline.actors.live import LiveChunk, LiveDecodeActor
-from pipeline.actors.model import ModelResult
-from pipeline.actors.publish import DeliveryReport
-from pipeline.control import Command, ControlChannel, Reply
+from operators.cameras import LiveOptions
 from pipeline.events import StatusEvent, event_id, to_record
-from pipeline.planner import Pipeline, RunSummary, SourceProgress
+from pipeline.kafka.control import Command, ControlChannel, Reply
+from pipeline.runtime.actors.camera import LiveChunk, LiveDecodeActor
+from pipeline.runtime.actors.model import ModelResult
+from pipeline.runtime.actors.publish import DeliveryReport
+from pipeline.runtime.planner import Pipeline, RunSummary, SourceProgress
 from pipeline.sources import Source, expand_sources
 from pipeline.spec import PipelineSpec
 

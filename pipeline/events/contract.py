@@ -44,6 +44,8 @@ class Topics:
         self.embeddings = f"{prefix}.embeddings"
         self.thumbnails = f"{prefix}.thumbnails"
         self.checkpoints = f"{prefix}.checkpoints"  # compacted; per-source resume points, not events
+        self.control = f"{prefix}.control"  # run-time commands (pipeline/kafka/control.py), one partition
+        self.control_replies = f"{prefix}.control.replies"
 
     def all(self) -> list[str]:
         return [self.captions, self.detections, self.queries, self.status, self.errors, self.embeddings,
@@ -278,7 +280,7 @@ def build_frame_events(
 def build_thumbnail_events(batch: FrameBatch, *, run_id: str, uris: dict[str, str], max_side: int = 160,
                            quality: int = 70, max_bytes: int = 16384, now: float | None = None) -> list[ThumbnailEvent]:
     """One ThumbnailEvent per frame of ``batch`` (a frame whose JPEG cannot fit ``max_bytes`` has none)."""
-    from pipeline.thumbnails import encode_thumbnail
+    from pipeline.events.thumbnails import encode_thumbnail
 
     now = time.time() if now is None else now
     events = []

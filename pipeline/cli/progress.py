@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pipeline.planner import RunSummary, SourceProgress
+from pipeline.runtime.planner import RunSummary, SourceProgress
 from pipeline.sources import Source
 from pipeline.spec import PipelineSpec
 
@@ -41,7 +41,7 @@ class RunDisplay:
             self._live.__exit__(*exc)
 
     def _live_table(self) -> Table:
-        from pipeline.live import percentile
+        from pipeline.runtime.live import percentile
 
         t = Table(title="framewire live", expand=False)
         for col in ("source", "state", "frames", "fps", "p50 ms", "p95 ms", "dropped", "events", "note"):
@@ -160,7 +160,7 @@ def print_event_digest(run_id: str, spec: PipelineSpec, bootstrap: str, *, conso
     """Read the run's events back from Kafka and print what they say, per source."""
     from collections import Counter, defaultdict
 
-    from pipeline.consumer import subscribe
+    from pipeline.kafka.consumer import subscribe
 
     labels: dict[str, Counter[str]] = defaultdict(Counter)  # frames in which each label was seen
     captions: dict[str, list[tuple[float, str]]] = defaultdict(list)

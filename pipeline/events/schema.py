@@ -1,4 +1,4 @@
-"""JSON Schema of every event type, generated from ``pipeline/events.py``, and the rules that keep
+"""JSON Schema of every event type, generated from ``pipeline/events/contract.py``, and the rules that keep
 a published version compatible.
 
 ``schemas/v1/<type>.json`` is what the code produces now (a test fails when they drift);
@@ -6,9 +6,9 @@ a published version compatible.
 when the code breaks it). Within a version only additive changes are allowed: new optional
 fields, new event types, wider enums. Anything else needs schema_version 2.
 
-    python -m pipeline.schema write    # regenerate schemas/v1 and the field tables in docs/events.md
-    python -m pipeline.schema check    # exit 1 when files and code differ
-    python -m pipeline.schema publish  # freeze schemas/v1 as schemas/published/v1 (on release)
+    python -m pipeline.events.schema write    # regenerate schemas/v1 and the field tables in docs/events.md
+    python -m pipeline.events.schema check    # exit 1 when files and code differ
+    python -m pipeline.events.schema publish  # freeze schemas/v1 as schemas/published/v1 (on release)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pipeline.events import EVENT_TYPES, SCHEMA_VERSION
 
 __all__ = ["breaking_changes", "generate", "render_tables", "write", "check"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = ROOT / "schemas" / f"v{SCHEMA_VERSION}"
 PUBLISHED_DIR = ROOT / "schemas" / "published" / f"v{SCHEMA_VERSION}"
 DOC = ROOT / "docs" / "events.md"
@@ -238,10 +238,10 @@ def check() -> list[str]:
         if not p.exists():
             problems.append(f"{p} is missing")
         elif p.read_text() != _dump(s):
-            problems.append(f"{p} differs from pipeline/events.py")
+            problems.append(f"{p} differs from pipeline/events/contract.py")
     for p in SCHEMA_DIR.glob("*.json"):
         if p.stem not in schemas:
-            problems.append(f"{p} has no event type in pipeline/events.py")
+            problems.append(f"{p} has no event type in pipeline/events/contract.py")
     if DOC.exists() and DOC.read_text() != _doc_with_tables(DOC.read_text(), render_tables(schemas)):
         problems.append(f"the field tables in {DOC} are out of date")
     return problems
@@ -258,7 +258,7 @@ def main(argv: list[str]) -> int:
         for line in problems:
             print(line, file=sys.stderr)
         if problems:
-            print("run `python -m pipeline.schema write` and commit the result", file=sys.stderr)
+            print("run `python -m pipeline.events.schema write` and commit the result", file=sys.stderr)
         return 1 if problems else 0
     if cmd == "publish":
         shutil.rmtree(PUBLISHED_DIR, ignore_errors=True)

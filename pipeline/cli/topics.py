@@ -10,6 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.cli.common import bootstrap as _bootstrap
+from pipeline.cli.common import load as _spec
+
 __all__ = ["topics_app"]
 
 topics_app = typer.Typer(help="Kafka topics of a config: create them with partitions, replication, retention and "
@@ -22,8 +25,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (one object pe
 
 
 def _plans(config: Any, start: bool) -> tuple[str, list[Any]]:
-    from pipeline.cli import _bootstrap, _spec  # here: pipeline.cli imports this module
-    from pipeline.topics import plan_topics
+    from pipeline.kafka.topics import plan_topics
 
     spec = _spec(config)
     return _bootstrap(spec, start=start), plan_topics(spec)
@@ -72,7 +74,7 @@ def topics_create(config: ConfigOpt = None,
     status and checkpoints topics are compacted (the latest record per source is kept); control
     topics have one partition. Exit 1 when a topic is still set up to lose events.
     """
-    from pipeline.topics import ensure
+    from pipeline.kafka.topics import ensure
 
     bootstrap, plans = _plans(config, start=True)
     try:
@@ -99,7 +101,7 @@ def topics_create(config: ConfigOpt = None,
 def topics_describe(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Show each topic's partitions, replication, retention and compaction next to what the config
     wants, with every problem and its fix. Exit 1 when a topic is missing or set up to lose events."""
-    from pipeline.topics import check, describe, state_dict
+    from pipeline.kafka.topics import check, describe, state_dict
 
     bootstrap, plans = _plans(config, start=False)
     try:
@@ -141,8 +143,7 @@ def topics_manifest(config: ConfigOpt = None,
     the Strimzi Topic Operator manages: `framewire topics manifest | kubectl apply -f -`."""
     import yaml
 
-    from pipeline.cli import _spec  # here: pipeline.cli imports this module
-    from pipeline.topics import plan_topics, strimzi_manifests
+    from pipeline.kafka.topics import plan_topics, strimzi_manifests
 
     docs = strimzi_manifests(plan_topics(_spec(config)), cluster=cluster, namespace=namespace)
     typer.echo(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True), nl=False)

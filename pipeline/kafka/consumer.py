@@ -1,6 +1,6 @@
 """The consumer library for subscribers: typed events back from Kafka, filtered, committed after handling.
 
-    from pipeline.consumer import Subscriber
+    from pipeline.kafka.consumer import Subscriber
     with Subscriber("127.0.0.1:9092", group_id="alerts", types={"query"}) as sub:
         for rec in sub:
             handle(rec.event)          # the offset is committed only after this returns

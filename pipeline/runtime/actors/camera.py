@@ -1,4 +1,4 @@
-"""LiveDecodeActor: one per camera; wraps operators.live.LiveReader (reconnects, drops, states)."""
+"""LiveDecodeActor: one per camera; wraps operators.cameras.LiveReader (reconnects, drops, states)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import ray
 
+from operators.cameras import LiveOptions, LiveReader
 from operators.frames import FrameBatch
-from operators.live import LiveOptions, LiveReader
 from pipeline.sources import Source
 
 __all__ = ["LiveChunk", "LiveDecodeActor"]

@@ -48,7 +48,11 @@ class Reply(BaseModel):
 
 
 def control_topics(prefix: str) -> tuple[str, str]:
-    return f"{prefix}.control", f"{prefix}.control.replies"
+    """(commands, replies) topic names; named with every other topic in ``pipeline.events.Topics``."""
+    from pipeline.events import Topics
+
+    t = Topics(prefix)
+    return t.control, t.control_replies
 
 
 @dataclass
@@ -102,10 +106,10 @@ class ControlChannel:
 
 def _ensure_topics(bootstrap: str, prefix: str, spec: Any = None) -> None:
     """Create the control topics if missing, with the settings the topic plan gives them
-    (``pipeline/topics.py``: one partition, so commands stay in order); ``spec`` supplies
+    (``pipeline/kafka/topics.py``: one partition, so commands stay in order); ``spec`` supplies
     ``kafka.topics`` (default: the built-in defaults)."""
+    from pipeline.kafka.topics import ensure, plan_topics
     from pipeline.spec import PipelineSpec
-    from pipeline.topics import ensure, plan_topics
 
     spec = (spec or PipelineSpec()).with_overrides(**{"kafka.topic_prefix": prefix})
     ensure(bootstrap, [p for p in plan_topics(spec) if p.role == "control"])

@@ -22,18 +22,18 @@ from typing import Any
 import ray
 
 from operators.decode import DecodeOptions
-from pipeline.actors.decode import ChunkInfo, DecodeActor
-from pipeline.actors.model import ModelActor, ModelResult
-from pipeline.actors.publish import DeliveryReport, PublisherActor
-from pipeline.checkpoints import Checkpoint, read_checkpoints, transactional_id_for
 from pipeline.events import ErrorEvent, StatusEvent, Topics, event_id, to_record
+from pipeline.kafka.checkpoints import Checkpoint, read_checkpoints, transactional_id_for
+from pipeline.kafka.topics import ensure_for_run
+from pipeline.runtime.actors.decode import ChunkInfo, DecodeActor
+from pipeline.runtime.actors.model import ModelActor, ModelResult
+from pipeline.runtime.actors.publish import DeliveryReport, PublisherActor
 from pipeline.sources import Source
 from pipeline.spec import PipelineSpec
-from pipeline.topics import ensure_for_run
 
 __all__ = ["Pipeline", "RunSummary", "SourceProgress", "init_ray"]
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclass

@@ -83,8 +83,6 @@ class EnsureReport:
 
 def plan_topics(spec: PipelineSpec) -> list[TopicPlan]:
     """Every topic a run of ``spec`` writes, with the settings it should have."""
-    from pipeline.control import control_topics
-
     ts = spec.kafka.topics
     names = Topics(spec.kafka.topic_prefix)
     roles: list[tuple[str, str, Role]] = [
@@ -93,7 +91,7 @@ def plan_topics(spec: PipelineSpec) -> list[TopicPlan]:
         ("embeddings", names.embeddings, "events"), ("thumbnails", names.thumbnails, "events"),
         ("status", names.status, "status"), ("checkpoints", names.checkpoints, "checkpoints"),
     ]
-    commands, replies = control_topics(spec.kafka.topic_prefix)
+    commands, replies = names.control, names.control_replies
     roles += [("control", commands, "control"), ("control.replies", replies, "control")]
     plans = []
     for short, name, role in roles:

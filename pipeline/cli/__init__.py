@@ -7,19 +7,29 @@ Exit codes: 0 ok; 1 runtime failure (broker, model, delivery); 2 bad usage or co
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from pipeline.spec import ConfigError, PipelineSpec, load_spec
-
-EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+from pipeline.cli.common import (
+    EXIT_PARTIAL,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    ConfigOpt,
+    QuietOpt,
+    VerboseOpt,
+    err,
+    out,
+)
+from pipeline.cli.common import bootstrap as _bootstrap
+from pipeline.cli.common import fail as _fail
+from pipeline.cli.common import load as _spec
+from pipeline.cli.common import setup_logging as _setup_logging
+from pipeline.spec import ConfigError
 
 app = typer.Typer(
     help="framewire: decode video, run vision models on Ray, publish versioned events to Kafka.\n\n"
@@ -34,45 +44,6 @@ broker_app = typer.Typer(help="The local development Kafka broker (genuine Apach
 models_app = typer.Typer(help="Model families and their weights.", no_args_is_help=True)
 app.add_typer(broker_app, name="broker")
 app.add_typer(models_app, name="models")
-
-err = Console(stderr=True)
-out = Console()
-
-ConfigOpt = Annotated[list[Path] | None, typer.Option(
-    "--config", "-c", help="YAML overlay(s) merged over configs/default.yaml, in order.")]
-VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv for debug).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; errors and the summary only.")]
-
-
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if verbose < 2:  # kafka-python logs metadata misses (a topic not created yet) as errors
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
-
-
-def _fail(code: int, message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-def _spec(config: list[Path] | None, **overrides: Any) -> PipelineSpec:
-    try:
-        spec = load_spec(list(config or []))
-        changes = {k: v for k, v in overrides.items() if v is not None}
-        return spec.with_overrides(**changes) if changes else spec
-    except ConfigError as exc:
-        raise _fail(EXIT_USAGE, str(exc)) from None
-
-
-def _bootstrap(spec: PipelineSpec, *, start: bool = True) -> str:
-    from pipeline.broker import BrokerError, resolve_bootstrap
-
-    try:
-        return resolve_bootstrap(spec.kafka.bootstrap_servers, start=start)
-    except (BrokerError, OSError) as exc:
-        raise _fail(EXIT_RUNTIME, f"Kafka: {exc}") from None
-
 
 @app.command()
 def run(
@@ -125,14 +96,14 @@ def run(
                                 "/dev/videoN; files run in mode: archive")
     bootstrap = _bootstrap(spec)
 
-    from pipeline.progress import RunDisplay, print_summary
+    from pipeline.cli.progress import RunDisplay, print_summary
 
     display = RunDisplay(srcs, console=err, enabled=not quiet, live=spec.mode == "live")
     if spec.mode == "live":
         import signal
         import threading
 
-        from pipeline.live import LivePipeline
+        from pipeline.runtime.live import LivePipeline
 
         stop = threading.Event()
 
@@ -146,7 +117,7 @@ def run(
         signal.signal(signal.SIGINT, _stop)
         pipe: Any = LivePipeline(spec, srcs, bootstrap=bootstrap, on_progress=display.update, stop=stop)
     else:
-        from pipeline.planner import Pipeline
+        from pipeline.runtime.planner import Pipeline
 
         pipe = Pipeline(spec, srcs, bootstrap=bootstrap, on_progress=display.update)
     try:
@@ -191,8 +162,8 @@ def tail(
     _setup_logging(0, False)
     spec = _spec(config)
     bootstrap = _bootstrap(spec, start=False)
-    from pipeline.consumer import parse_since, subscribe
-    from pipeline.progress import describe_event
+    from pipeline.cli.progress import describe_event
+    from pipeline.kafka.consumer import parse_since, subscribe
 
     try:
         since_t = parse_since(since) if since else None
@@ -293,9 +264,8 @@ def models_fetch(
     out.print(f"{model_id} is in {where}; set model.path: {where} (or --model-path) to use it")
 
 
-# run-time control of live runs; imported last because it uses the helpers above
-from pipeline.cli_control import queries_app, sources_app  # noqa: E402
-from pipeline.cli_topics import topics_app  # noqa: E402
+from pipeline.cli.control import queries_app, sources_app  # noqa: E402
+from pipeline.cli.topics import topics_app  # noqa: E402
 
 app.add_typer(sources_app, name="sources")
 app.add_typer(queries_app, name="queries")

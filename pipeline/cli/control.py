@@ -10,6 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.cli.common import bootstrap as _bootstrap
+from pipeline.cli.common import fail as _fail
+from pipeline.cli.common import load as _spec
+
 __all__ = ["queries_app", "sources_app"]
 
 sources_app = typer.Typer(help="Cameras of running live pipelines: add, remove, list (live fps, latency, drops).",
@@ -29,8 +33,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the replies as JSON
 
 def _send(config: Any, op: str, args: dict[str, Any], run_id: str | None, timeout: float,
           expect: int) -> list[Any]:
-    from pipeline.cli import _bootstrap, _fail, _spec  # here: pipeline.cli imports this module
-    from pipeline.control import send_command
+    from pipeline.kafka.control import send_command
 
     spec = _spec(config)
     bootstrap = _bootstrap(spec, start=False)
