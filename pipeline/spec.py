@@ -74,8 +74,8 @@ class TopicOverride(_Strict):
     configs: dict[str, str | int] = Field(default_factory=dict, description="other topic configs, set as given")
 
 
-TOPIC_NAMES = Literal["captions", "detections", "queries", "errors", "embeddings", "thumbnails", "status",
-                      "checkpoints", "control", "control.replies"]
+TOPIC_NAMES = Literal["captions", "detections", "queries", "errors", "embeddings", "thumbnails", "tracks", "zones",
+                      "windows", "status", "checkpoints", "control", "control.replies"]
 
 
 class TopicsSpec(_Strict):

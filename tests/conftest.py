@@ -39,7 +39,7 @@ def ray_local() -> Iterator[None]:
     """One local Ray for the session (tests never ray.init themselves)."""
     import ray
 
-    from pipeline.runtime.planner import REPO_ROOT
+    from pipeline.runtime.driver import REPO_ROOT
 
     ray.init(num_cpus=4, object_store_memory=512 * 1024 * 1024, include_dashboard=False,
              runtime_env={"env_vars": {"PYTHONPATH": REPO_ROOT, "TOKENIZERS_PARALLELISM": "false",

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from pipeline.cli.common import (
+    EXIT_OK,
     EXIT_PARTIAL,
     EXIT_RUNTIME,
     EXIT_USAGE,
@@ -61,6 +62,9 @@ def run(
     show: Annotated[int, typer.Option(help="Read back and print this many events per topic at the end.")] = 3,
     duration: Annotated[float | None, typer.Option(
         help="Live: stop after this many seconds (default: until Ctrl-C or SIGTERM).")] = None,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Archive: analyse the sources again from the start, even where this analysis "
+                          "(same sources, model, tasks, queries, decode and analytics settings) is complete.")] = False,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -97,13 +101,12 @@ def run(
     bootstrap = _bootstrap(spec)
 
     from pipeline.cli.progress import RunDisplay, print_summary
+    from pipeline.runtime.driver import Driver
 
     display = RunDisplay(srcs, console=err, enabled=not quiet, live=spec.mode == "live")
     if spec.mode == "live":
         import signal
         import threading
-
-        from pipeline.runtime.live import LivePipeline
 
         stop = threading.Event()
 
@@ -115,11 +118,17 @@ def run(
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        pipe: Any = LivePipeline(spec, srcs, bootstrap=bootstrap, on_progress=display.update, stop=stop)
+        pipe: Any = Driver(spec, srcs, bootstrap=bootstrap, on_progress=display.update, stop=stop)
     else:
-        from pipeline.runtime.planner import Pipeline
-
-        pipe = Pipeline(spec, srcs, bootstrap=bootstrap, on_progress=display.update)
+        pipe = Driver(spec, srcs, bootstrap=bootstrap, on_progress=display.update, restart=restart)
+        if spec.kafka.exactly_once:
+            try:
+                plan = pipe.plan()  # reads the checkpoints only: before Ray and the model start
+            except Exception as exc:  # noqa: BLE001
+                raise _fail(EXIT_RUNTIME, f"reading checkpoints: {type(exc).__name__}: {exc}") from None
+            err.print(plan.message, highlight=False)
+            if plan.nothing_to_do:
+                raise typer.Exit(EXIT_OK)
     try:
         with display:
             summary = pipe.run()

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pipeline.runtime.planner import RunSummary, SourceProgress
+from pipeline.runtime.summary import RunSummary, SourceProgress
 from pipeline.sources import Source
 from pipeline.spec import PipelineSpec
 
@@ -41,7 +41,7 @@ class RunDisplay:
             self._live.__exit__(*exc)
 
     def _live_table(self) -> Table:
-        from pipeline.runtime.live import percentile
+        from pipeline.runtime.summary import percentile
 
         t = Table(title="framewire live", expand=False)
         for col in ("source", "state", "frames", "fps", "p50 ms", "p95 ms", "dropped", "events", "note"):

@@ -23,7 +23,8 @@ from operators.results import Detections, ModelOutput
 
 __all__ = [
     "SCHEMA_VERSION", "CaptionEvent", "DetectionsEvent", "QueryEvent", "QueryMatchEvent", "StatusEvent",
-    "ErrorEvent", "EmbeddingEvent", "ThumbnailEvent", "build_thumbnail_events",
+    "ErrorEvent", "EmbeddingEvent", "ThumbnailEvent", "build_thumbnail_events", "TrackEvent", "ZoneEvent",
+    "LineEvent", "WindowEvent", "ClassCount", "ZoneWindow",
     "Event", "Record", "Topics", "event_id", "build_frame_events", "build_match_event", "to_record", "parse_event",
 ]
 
@@ -43,18 +44,22 @@ class Topics:
         self.errors = f"{prefix}.errors"
         self.embeddings = f"{prefix}.embeddings"
         self.thumbnails = f"{prefix}.thumbnails"
+        self.tracks = f"{prefix}.tracks"  # object tracks started / ended
+        self.zones = f"{prefix}.zones"  # zone entered / exited, line crossed
+        self.windows = f"{prefix}.windows"  # per-source window summaries
         self.checkpoints = f"{prefix}.checkpoints"  # compacted; per-source resume points, not events
         self.control = f"{prefix}.control"  # run-time commands (pipeline/kafka/control.py), one partition
         self.control_replies = f"{prefix}.control.replies"
 
     def all(self) -> list[str]:
         return [self.captions, self.detections, self.queries, self.status, self.errors, self.embeddings,
-                self.thumbnails]
+                self.thumbnails, self.tracks, self.zones, self.windows]
 
     def for_type(self, event_type: str) -> str:
         return {"caption": self.captions, "detections": self.detections, "query": self.queries,
                 "query_match": self.queries, "status": self.status, "error": self.errors,
-                "embedding": self.embeddings, "thumbnail": self.thumbnails}[event_type]
+                "embedding": self.embeddings, "thumbnail": self.thumbnails, "track": self.tracks,
+                "zone": self.zones, "line": self.zones, "window": self.windows}[event_type]
 
 
 class _Event(BaseModel):
@@ -84,6 +89,8 @@ class Box(BaseModel):
     label: str
     score: float | None = Field(description="confidence in [0,1], null when the model gives none")
     box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in source-frame pixels")
+    track_id: int | None = Field(None, description="the object's id across frames of this source (framewire.tracks); "
+                                                   "null when the box is not tracked")
 
 
 class CaptionEvent(_FrameEvent):
@@ -169,6 +176,89 @@ class QueryMatchEvent(_Event):
     model: str
 
 
+class _SourceTimeEvent(_Event):
+    source_uri: str
+    pts: float = Field(description="video time of the frame the event happened on, seconds")
+    capture_time: float = Field(description="UNIX seconds that frame was captured (live) or decoded (archive)")
+
+
+class TrackEvent(_SourceTimeEvent):
+    """An object's track started (first confirmed frame) or ended (lost for longer than the tracker's
+    buffer, or the source ended). ``track_id`` is the ``track_id`` on that object's detections."""
+
+    type: Literal["track"] = "track"
+    kind: Literal["started", "ended"]
+    track_id: int
+    label: str
+    first_pts: float
+    last_pts: float = Field(description="last frame the object was seen on")
+    frames: int = Field(description="frames the object was detected on")
+    best_score: float | None = None
+    best_box: tuple[float, float, float, float] = Field(description="box of the best-scored detection, source pixels")
+    reason: Literal["confirmed", "lost", "end_of_stream"] = Field(
+        description="started: confirmed; ended: lost (not seen for the lost-track buffer) or end_of_stream")
+
+
+class ZoneEvent(_SourceTimeEvent):
+    """A tracked object entered or left a zone (``analytics.zones``) of its source."""
+
+    type: Literal["zone"] = "zone"
+    zone: str
+    kind: Literal["entered", "exited"]
+    track_id: int
+    label: str
+    dwell_s: float | None = Field(None, description="exited: seconds the object was inside")
+    occupancy: int = Field(description="tracked objects in the zone after this event")
+
+
+class LineEvent(_SourceTimeEvent):
+    """A tracked object crossed a counting line (``analytics.lines``); ``direction`` in or out."""
+
+    type: Literal["line"] = "line"
+    line: str
+    track_id: int
+    label: str
+    direction: Literal["in", "out"]
+    in_count: int = Field(description="crossings in on this line so far (all classes)")
+    out_count: int
+    counts: dict[str, tuple[int, int]] = Field(default_factory=dict, description="per class: (in, out) so far")
+
+
+class ClassCount(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max: int = Field(description="most boxes of the class on one frame of the window")
+    mean: float = Field(description="mean boxes of the class per frame")
+    tracks: int = Field(0, description="distinct tracks of the class seen in the window")
+
+
+class ZoneWindow(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max: int
+    mean: float
+    tracks: int = Field(description="distinct tracks inside at some point of the window")
+
+
+class WindowEvent(_Event):
+    """What happened on one source in one window of ``analytics.windows.window_s`` seconds (video time in
+    archive runs, wall time in live runs)."""
+
+    type: Literal["window"] = "window"
+    source_uri: str
+    start: float = Field(description="window start, seconds (pts in archive runs, UNIX time in live runs)")
+    end: float
+    clock: Literal["pts", "wall"]
+    frames: int = Field(description="frames analysed in the window")
+    counts: dict[str, ClassCount] = Field(default_factory=dict, description="per class")
+    tracks: int = Field(0, description="distinct tracks seen in the window")
+    zones: dict[str, ZoneWindow] = Field(default_factory=dict)
+    lines: dict[str, tuple[int, int]] = Field(default_factory=dict, description="per line: (in, out) in the window")
+    queries: dict[str, float] = Field(default_factory=dict, description="per standing query: seconds matched")
+    caption: str | None = Field(None, description="the window's most informative caption")
+    capture_time: float = Field(description="UNIX seconds of the window's last frame")
+
+
 class ErrorEvent(_Event):
     type: Literal["error"] = "error"
     source_uri: str
@@ -180,11 +270,13 @@ class ErrorEvent(_Event):
 
 
 Event = Annotated[CaptionEvent | DetectionsEvent | QueryEvent | QueryMatchEvent | StatusEvent | ErrorEvent
-                  | EmbeddingEvent | ThumbnailEvent, Field(discriminator="type")]
+                  | EmbeddingEvent | ThumbnailEvent | TrackEvent | ZoneEvent | LineEvent | WindowEvent,
+                  Field(discriminator="type")]
 _EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
 EVENT_TYPES = {"caption": CaptionEvent, "detections": DetectionsEvent, "query": QueryEvent,
                "query_match": QueryMatchEvent, "status": StatusEvent, "error": ErrorEvent,
-               "embedding": EmbeddingEvent, "thumbnail": ThumbnailEvent}
+               "embedding": EmbeddingEvent, "thumbnail": ThumbnailEvent, "track": TrackEvent, "zone": ZoneEvent,
+               "line": LineEvent, "window": WindowEvent}
 
 # A record ready for the producer: (topic, key, value, headers)
 Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
@@ -225,15 +317,22 @@ def _score(x: float) -> float | None:
     return None if math.isnan(x) else round(float(x), 4)
 
 
-def _boxes(d: Detections) -> list[Box]:
-    return [Box(label=str(lbl), score=_score(s), box=tuple(round(float(v), 2) for v in xy))  # type: ignore[arg-type]
-            for xy, s, lbl in zip(d.xyxy, d.score, d.label, strict=True)]
+def _boxes(d: Detections, track_ids: Any = None) -> list[Box]:
+    tids = [None] * len(d) if track_ids is None else [None if int(t) < 0 else int(t) for t in track_ids]
+    return [Box(label=str(lbl), score=_score(s), box=tuple(round(float(v), 2) for v in xy),  # type: ignore[arg-type]
+                track_id=t)
+            for xy, s, lbl, t in zip(d.xyxy, d.score, d.label, tids, strict=True)]
 
 
 def build_frame_events(
-    batch: FrameBatch, out: ModelOutput, *, run_id: str, uris: dict[str, str], now: float | None = None
+    batch: Any, out: ModelOutput, *, run_id: str, uris: dict[str, str], now: float | None = None,
+    track_ids: Any = None, tasks: tuple[str, ...] | None = None,
 ) -> list[_FrameEvent]:
-    """One event per frame per task (per query for the query task), in batch row order."""
+    """One event per frame per task (per query for the query task), in batch row order.
+
+    ``batch`` is a FrameBatch or anything with its metadata arrays (``pipeline.runtime.chunks.FrameMeta``);
+    ``track_ids`` (aligned with ``out.detections``) puts the tracker's ids on the boxes; ``tasks`` limits the
+    events to those tasks (caption, detect, query, embed)."""
     if out.n_frames != len(batch):
         raise ValueError(f"model output covers {out.n_frames} frames but the batch has {len(batch)}")
     if out.embeddings is not None and len(out.embeddings) != out.n_frames:
@@ -249,15 +348,16 @@ def build_frame_events(
             latency_ms=round(max(0.0, now - float(batch.wall_time[row])) * 1000, 2),
             frame_width=int(batch.orig_width[row]), frame_height=int(batch.orig_height[row]),
         )
-        if out.captions is not None:
+        if out.captions is not None and (tasks is None or "caption" in tasks):
             m = out.models.get("caption", "")
             events.append(CaptionEvent(event_id=event_id(sid, pts, "caption", m), model=m,
                                        text=out.captions.text[row], kind=out.captions.kind, **common))
-        if out.detections is not None:
+        if out.detections is not None and (tasks is None or "detect" in tasks):
             m = out.models.get("detect", "")
+            rows_t = None if track_ids is None else np.asarray(track_ids)[out.detections.frame == row]
             events.append(DetectionsEvent(event_id=event_id(sid, pts, "detect", m), model=m,
-                                          detections=_boxes(out.detections.for_frame(row)), **common))
-        if out.queries is not None:
+                                          detections=_boxes(out.detections.for_frame(row), rows_t), **common))
+        if out.queries is not None and (tasks is None or "query" in tasks):
             m = out.models.get("query", "")
             qa = out.queries
             for qi, q in enumerate(qa.queries):
@@ -269,7 +369,7 @@ def build_frame_events(
                     event_id=event_id(sid, pts, "query", m, q), model=m, query=q,
                     matched=bool(qa.matched[qi, row]), score=_score(float(np.float32(qa.score[qi, row]))),
                     boxes=_boxes(boxes), **common))
-        if out.embeddings is not None:
+        if out.embeddings is not None and (tasks is None or "embed" in tasks):
             m = out.models.get("embed", "")
             vec = np.round(out.embeddings.vectors[row].astype(np.float64), 6).tolist()
             events.append(EmbeddingEvent(event_id=event_id(sid, pts, "embed", m), model=m, dim=len(vec),

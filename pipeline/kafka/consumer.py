@@ -131,7 +131,7 @@ class Subscriber:
     def __iter__(self) -> Iterator[Received]:
         from kafka import TopicPartition
 
-        last = time.monotonic()
+        last = started = time.monotonic()
         while True:
             got = False
             for msg in self.consumer:
@@ -148,6 +148,8 @@ class Subscriber:
                     hdrs = {k: v.decode(errors="replace") for k, v in (msg.headers or [])}
                     yield Received(msg.topic, msg.partition, msg.offset, (msg.key or b"").decode(), hdrs, ev)
                 self._mark(tp, msg.offset)  # reached only after the caller handled the event
+            if not got and not self.consumer.assignment() and time.monotonic() - started < 60:
+                last = time.monotonic()  # still joining the group: idle time counts once partitions are ours
             if not got and self.idle_timeout is not None and time.monotonic() - last > self.idle_timeout:
                 return
 

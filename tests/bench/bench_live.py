@@ -19,7 +19,8 @@ from typing import Any
 
 from operators.decode import DecodeOptions, decode
 from operators.models.registry import create
-from pipeline.runtime.live import LivePipeline, percentile
+from pipeline.runtime.driver import Driver
+from pipeline.runtime.summary import percentile
 from pipeline.sources import expand_sources
 from pipeline.spec import PipelineSpec, load_spec
 from tests.support.live_servers import RtspCameras, available
@@ -49,7 +50,7 @@ def run_n(spec: PipelineSpec, n: int, clip: str, seconds: float, warmup: float) 
     try:
         srcs = expand_sources([cams.url(f"cam{i}") for i in range(n)])
         stop = threading.Event()
-        pipe = LivePipeline(spec.with_overrides(**{"kafka.topic_prefix": f"benchlive{uuid.uuid4().hex[:6]}"}),
+        pipe = Driver(spec.with_overrides(**{"kafka.topic_prefix": f"benchlive{uuid.uuid4().hex[:6]}"}),
                             srcs, bootstrap=BOOTSTRAP, stop=stop)
         out: dict[str, Any] = {}
         t = threading.Thread(target=lambda: out.setdefault("s", pipe.run()), daemon=True)
@@ -93,7 +94,7 @@ def main() -> None:
     if missing:
         raise SystemExit(f"cannot run the live benchmark: {missing}")
     from pipeline.broker import resolve_bootstrap
-    from pipeline.runtime.planner import init_ray
+    from pipeline.runtime.driver import init_ray
     from pipeline.samples import sample_path
 
     over: dict[str, Any] = {"mode": "live", "decode.fps": args.fps, "live.control": False, "decode.cpus": 0.1}

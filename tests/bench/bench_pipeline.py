@@ -71,7 +71,7 @@ def profile(name: str, workdir: Path) -> tuple[str, dict[str, Any], dict[str, An
 
 def bench(args: argparse.Namespace) -> dict[str, float]:
     from pipeline.broker import resolve_bootstrap
-    from pipeline.runtime.planner import Pipeline
+    from pipeline.runtime.driver import Driver
     from pipeline.sources import expand_sources
     from pipeline.spec import load_spec
 
@@ -128,7 +128,7 @@ def bench(args: argparse.Namespace) -> dict[str, float]:
 
     # full pipeline on Ray
     with PeakRss() as rss:
-        pipe = Pipeline(spec, expand_sources([clip]), bootstrap=bootstrap)
+        pipe = Driver(spec, expand_sources([clip]), bootstrap=bootstrap)
         summary = pipe.run()
     if summary.delivery.failed or summary.delivery.acked != summary.delivery.sent:
         raise SystemExit(f"delivery incomplete: {summary.delivery}")

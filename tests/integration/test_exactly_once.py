@@ -19,7 +19,7 @@ import pytest
 import ray
 
 from pipeline.kafka.consumer import subscribe
-from pipeline.runtime.planner import Pipeline
+from pipeline.runtime.driver import Driver
 from pipeline.sources import expand_sources
 from pipeline.spec import PipelineSpec
 from tests.support.fake_model import FAKE
@@ -87,10 +87,10 @@ def test_kill_one_actor_then_resume(ray_local: None, kafka_bootstrap: str, video
         "decode.cpus": 0.25, "model.cpus": 0.5})
     sources = expand_sources([str(v) for v in videos])
     for victim in ("model", "publisher"):
-        pipe = Pipeline(spec, sources, bootstrap=kafka_bootstrap)
+        pipe = Driver(spec, sources, bootstrap=kafka_bootstrap)
         result: dict[str, Any] = {}
 
-        def go(p: Pipeline = pipe, result: dict[str, Any] = result) -> None:
+        def go(p: Driver = pipe, result: dict[str, Any] = result) -> None:
             try:
                 result["summary"] = p.run()
             except Exception as exc:  # noqa: BLE001 - the killed actor surfaces here
@@ -106,6 +106,6 @@ def test_kill_one_actor_then_resume(ray_local: None, kafka_bootstrap: str, video
         t.join(timeout=120)
         assert "error" in result, f"killing the {victim} actor should fail the run"
         pipe.shutdown()
-    summary = Pipeline(spec, sources, bootstrap=kafka_bootstrap).run()
+    summary = Driver(spec, sources, bootstrap=kafka_bootstrap).run()
     assert summary.delivery.failed == 0
     assert_exactly_once(kafka_bootstrap, prefix, videos)

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.kafka.consumer import subscribe
 from pipeline.kafka.control import send_command
-from pipeline.runtime.live import LivePipeline
+from pipeline.runtime.driver import Driver
 from pipeline.sources import expand_sources
 from pipeline.spec import load_spec
 from tests.support.fake_model import FAKE
@@ -46,7 +46,7 @@ def test_cameras_drop_and_return_and_change_at_run_time(kafka_bootstrap: str, ra
             RtspCameras({"cam2": samples_dir / "carphone_pristine.mp4"}) as other:
         srcs = expand_sources([cams.url("cam1", "viewer:hunter2"), other.url("cam2")])
         stop = threading.Event()
-        pipe = LivePipeline(spec, srcs, bootstrap=kafka_bootstrap, stop=stop)
+        pipe = Driver(spec, srcs, bootstrap=kafka_bootstrap, stop=stop)
         result: dict[str, Any] = {}
         runner = threading.Thread(target=lambda: result.setdefault("summary", pipe.run()), daemon=True)
         runner.start()

@@ -24,6 +24,8 @@ class LiveChunk:
     final: bool = False  # ended or failed: no more frames will come
     newest_capture: float | None = None
     last_pts: float | None = None
+    seq: int = -1  # per-camera chunk number (chunks with frames only): the stateful stage re-orders by it
+    oldest_capture: float | None = None
 
 
 @ray.remote
@@ -34,6 +36,7 @@ class LiveDecodeActor:
         self.source = source
         self.reader = LiveReader(source.uri, source.id, opts)
         self.reader.start()
+        self.seq = 0
 
     @ray.method(num_returns=2)
     def next_chunk(self, max_frames: int, timeout_s: float) -> tuple[LiveChunk, FrameBatch | None]:
@@ -43,8 +46,9 @@ class LiveDecodeActor:
         sid = self.source.id
         if batch is None or len(batch) == 0:
             return LiveChunk(sid, 0, states, self.reader.dropped, final), None
+        seq, self.seq = self.seq, self.seq + 1
         return LiveChunk(sid, len(batch), states, self.reader.dropped, final, float(batch.wall_time.max()),
-                         float(batch.pts[-1])), batch
+                         float(batch.pts[-1]), seq, float(batch.wall_time.min())), batch
 
     def stop(self) -> list[tuple[str, str, int]]:
         self.reader.close()

@@ -1,9 +1,11 @@
-"""PublisherActor: owns the Kafka producer. acks=all, idempotent, delivery callbacks, flush on close.
+"""PublisherActor: hosts the stateful per-source stage and owns the Kafka producer.
 
-With a ``transactional_id`` (archive runs) every call is one Kafka transaction holding the
-batch's events and the checkpoint of each source in it, so a crash never leaves events
-without their checkpoint or the other way round; ``init_transactions`` at start aborts
-whatever a crashed predecessor with the same id left open and fences it.
+acks=all, idempotent, delivery callbacks, flush on close. With a ``transactional_id``
+(archive runs) every call is one Kafka transaction holding the batch's events, the
+stage's events and the checkpoint of each source in it (last pts and the stage's state),
+so a crash never leaves events without their checkpoint or the other way round, and a
+resumed run continues the same tracks; ``init_transactions`` at start aborts whatever a
+crashed predecessor with the same id left open and fences it.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from typing import Any
 
 import ray
 
-from pipeline.events import Record, Topics, build_match_event, to_record
+from pipeline.events import Record
 from pipeline.kafka.checkpoints import Checkpoint, checkpoint_record
-from pipeline.query_tracker import QueryTracker
-from pipeline.runtime.actors.model import ModelResult
+from pipeline.runtime.actors.model import ModelBatch
+from pipeline.runtime.stage_host import Released, StageHost
 
-__all__ = ["DeliveryReport", "PublisherActor", "producer_config"]
+__all__ = ["DeliveryReport", "PublishResult", "PublisherActor", "producer_config"]
 
 _DEFAULTS: dict[str, Any] = {
     "acks": "all",
@@ -52,16 +54,33 @@ class DeliveryReport:
     transactions: int = 0
 
 
+@dataclass
+class PublishResult:
+    """What the driver learns from one publish call (small: counts, never records)."""
+
+    frames: dict[str, int] = field(default_factory=dict)
+    decoded: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+    failed: int = 0
+    model_frames: int = 0
+    model_s: float = 0.0
+    latency_ms: list[tuple[str, float]] = field(default_factory=list)
+
+
 @ray.remote
 class PublisherActor:
-    """Sends records in call order. Ray runs one caller's calls in submission order, so
-    events of one source reach Kafka in pts order."""
+    """Sends records in order: one source's events reach Kafka in pts order (the stage re-orders)."""
 
     def __init__(self, bootstrap: str, overrides: dict[str, Any], *, transactional_id: str | None = None,
                  checkpoint_topic: str | None = None, run_id: str = "", commit_timeout: float = 60.0,
                  topic_prefix: str = "framewire", hysteresis: tuple[int, int] = (3, 3),
-                 per_frame_queries: bool = False) -> None:
+                 per_frame_queries: bool = False, analytics: dict[str, Any] | None = None,
+                 clock: str = "pts", analysis: str = "", epoch: int = 0,
+                 describe: dict[str, Any] | None = None) -> None:
         from kafka import KafkaProducer
+
+        from pipeline.runtime.analytics import analytics_factory
 
         self.txn = bool(transactional_id)
         self.producer = KafkaProducer(**producer_config(bootstrap, overrides, transactional_id))
@@ -69,25 +88,33 @@ class PublisherActor:
             self.producer.init_transactions()  # aborts and fences a crashed run with the same id
         self.checkpoint_topic = checkpoint_topic
         self.run_id = run_id
+        self.analysis, self.epoch, self.describe = analysis, epoch, describe or {}
         self.last_pts: dict[str, float] = {}
         self.frames: dict[str, int] = {}
         self.commit_timeout = commit_timeout
         self.report = DeliveryReport()
         self._lock = threading.Lock()
-        # live standing queries: per-frame answers -> match started/ended (hysteresis)
-        self.topics = Topics(topic_prefix)
-        self.tracker = QueryTracker(*hysteresis)
-        self.per_frame_queries = per_frame_queries
-        self.scopes: dict[str, set[str] | None] = {}  # query -> sources it applies to (None: all)
-        self.uris: dict[str, str] = {}
-        self.last_seen: dict[str, tuple[float, float, str]] = {}  # source -> (pts, capture time, model)
+        self.stage = StageHost(run_id=run_id, topic_prefix=topic_prefix,
+                               make_analytics=analytics_factory(analytics, clock=clock, run_id=run_id,
+                                                                topic_prefix=topic_prefix),
+                               per_frame_queries=per_frame_queries, hysteresis=hysteresis)
 
     def ready(self) -> bool:
         return True
 
-    def set_resume(self, last_pts: dict[str, float]) -> None:
-        """Last published pts per source from the checkpoints (kept for a source that adds nothing)."""
-        self.last_pts.update(last_pts)
+    def set_resume(self, checkpoints: dict[str, Checkpoint]) -> None:
+        """Continue each source from its checkpoint: last pts, frames so far and the stage's state."""
+        for sid, cp in checkpoints.items():
+            if cp.last_pts is not None:
+                self.last_pts[sid] = cp.last_pts
+            self.frames[sid] = cp.frames
+            self.stage.restore(sid, cp.state)
+
+    def next_seq(self, source_id: str) -> int:
+        return int(self.stage.snapshot(source_id)["next_seq"])
+
+    def set_uris(self, uris: dict[str, str]) -> None:
+        self.stage.uris.update(uris)
 
     def _on_ok(self, topic: str) -> Any:
         def cb(_meta: Any) -> None:
@@ -130,15 +157,22 @@ class PublisherActor:
             raise errors[0]
         self.report.transactions += 1
 
-    def _deliver(self, records: list[Record], checkpoints: list[Checkpoint]) -> None:
+    def _checkpoint(self, sid: str, done: bool = False) -> Checkpoint:
+        return Checkpoint(sid, self.last_pts.get(sid), done, self.run_id, self.frames.get(sid, 0),
+                          self.analysis, self.epoch, self.stage.snapshot(sid), self.describe)
+
+    def _deliver(self, records: list[Record], checkpoint_sources: list[str], done: bool = False) -> None:
         if not self.txn:
             self._send(records)
+            return
+        if not records and not checkpoint_sources:
             return
         self.producer.begin_transaction()
         try:
             self._send(records)
             if self.checkpoint_topic:
-                self._send([checkpoint_record(cp, self.checkpoint_topic) for cp in checkpoints])
+                self._send([checkpoint_record(self._checkpoint(s, done), self.checkpoint_topic)
+                            for s in checkpoint_sources])
         except BaseException:
             self.producer.abort_transaction()
             raise
@@ -149,68 +183,54 @@ class PublisherActor:
         self._deliver(records, [])
         return len(records)
 
-    def set_query_scopes(self, scopes: dict[str, list[str] | None]) -> list[Record]:
-        """Standing queries and the sources each applies to; removed queries end their open matches."""
-        new = {q: (None if srcs is None else set(srcs)) for q, srcs in scopes.items()}
-        closing = [q for q in self.scopes if q not in new]
-        self.scopes = new
-        records = []
-        for q in closing:
-            for tr in self.tracker.close(query=q):
-                records.append(self._match_record(tr))
-        self._deliver(records, [])
-        return records
+    def begin_sources(self, source_ids: list[str], records: list[Record]) -> None:
+        """A fresh start (new analysis, --restart): empty checkpoints of the sources with their started status,
+        so a crash right after resumes this epoch, not an older one."""
+        self._deliver(records, list(source_ids))
 
-    def close_source(self, source_id: str) -> int:
-        """A source stopped: end its open matches."""
-        pts, cap, _ = self.last_seen.get(source_id, (None, 0.0, ""))
-        records = [self._match_record(tr) for tr in self.tracker.close(source_id=source_id, pts=pts,
-                                                                        capture_time=cap)]
+    def set_query_scopes(self, scopes: dict[str, list[str] | None]) -> int:
+        """Standing queries and the sources each applies to; removed queries end their open matches."""
+        records = self.stage.set_scopes(scopes)
         self._deliver(records, [])
         return len(records)
 
-    def _match_record(self, tr: Any) -> Record:
-        model = self.last_seen.get(tr.source_id, (0.0, 0.0, ""))[2]
-        ev = build_match_event(tr, run_id=self.run_id, uri=self.uris.get(tr.source_id, tr.source_id), model=model)
-        return to_record(ev, self.topics)
+    def skip(self, source_id: str, seqs: list[int]) -> PublishResult:
+        """Chunks the driver gave up before the model (live): later chunks need not wait for them."""
+        rel = Released()
+        for seq in seqs:
+            StageHost._merge(rel, self.stage.skip(source_id, seq))
+        return self._publish(rel)
 
-    def _track(self, query_events: list[Any]) -> list[Record]:
-        out: list[Record] = []
-        for qe in query_events:
-            if self.scopes and qe.query not in self.scopes:
-                continue  # answered by a model that had not yet seen the query's removal
-            scope = self.scopes.get(qe.query)
-            if scope is not None and qe.source_id not in scope:
-                continue
-            self.uris[qe.source_id] = qe.source_uri
-            self.last_seen[qe.source_id] = (qe.pts, qe.capture_time, qe.model)
-            tr = self.tracker.update(qe.source_id, qe.query, qe.pts, qe.matched, qe.score, qe.capture_time)
-            if tr is not None:
-                out.append(self._match_record(tr))
-            if self.per_frame_queries:
-                out.append(to_record(qe, self.topics))
-        return out
+    def close_source(self, source_id: str) -> int:
+        """A live source stopped: close its tracks, zone visits, last window and open matches."""
+        records = self.stage.end(source_id)
+        self.stage.forget(source_id)
+        self._deliver(records, [])
+        return len(records)
 
-    def publish(self, result: ModelResult) -> ModelResult:
-        """Send a model batch's records with the new checkpoint of each source in it."""
-        if result.query_events:
-            result.records = result.records + self._track(result.query_events)
-            result.events = len(result.records)
-        cps = []
-        for sid, pts in result.last_pts.items():
+    def publish(self, batch: ModelBatch) -> PublishResult:
+        """The model batch's chunks through the stage; what they release goes out with the new checkpoints."""
+        res = self._publish(self.stage.accept(batch.chunks))
+        res.model_frames, res.model_s = batch.frames, batch.model_s
+        return res
+
+    def _publish(self, rel: Released) -> PublishResult:
+        for sid, pts in rel.last_pts.items():
             self.last_pts[sid] = pts
-            self.frames[sid] = self.frames.get(sid, 0) + result.frames.get(sid, 0)
-            cps.append(Checkpoint(sid, pts, False, self.run_id, self.frames[sid]))
-        self._deliver(result.records, cps)
+        for sid, n in rel.frames.items():
+            self.frames[sid] = self.frames.get(sid, 0) + n
+        touched = sorted(set(rel.last_pts) | set(rel.frames) | set(rel.decoded))
+        self._deliver(rel.records, touched)
         now = time.time()
-        lat = [(sid, round((now - t) * 1000, 2)) for sid, t in result.capture]
-        return ModelResult([], result.frames, result.last_pts, result.events, result.model_s, result.failed,
-                           latency_ms=lat, dropped=result.dropped)
+        return PublishResult(rel.frames, rel.decoded, rel.dropped, len(rel.records), rel.failed,
+                             latency_ms=[(sid, round((now - t) * 1000, 2)) for sid, t in rel.capture])
 
-    def finish(self, source_id: str, records: list[Record], done: bool) -> None:
-        """A source's closing status; ``done`` marks it complete so a rerun skips it."""
-        cp = Checkpoint(source_id, self.last_pts.get(source_id), done, self.run_id, self.frames.get(source_id, 0))
-        self._deliver(records, [cp] if done else [])
+    def finish(self, source_id: str, records: list[Record], done: bool) -> int:
+        """A source's end: the stage's closing events and its status; ``done`` marks it complete so a rerun
+        of the same analysis skips it."""
+        closing = self.stage.end(source_id)
+        self._deliver(closing + records, [source_id] if done else [], done=done)
+        return len(closing) + len(records)
 
     def flush(self, timeout: float | None = 60.0) -> DeliveryReport:
         self.producer.flush(timeout=timeout)

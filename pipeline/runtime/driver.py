@@ -1,0 +1,244 @@
+"""The driver: one loop for archive and live runs; a feed brings chunks, a policy decides.
+
+Pixels never pass through the driver: decode actors return (info, FrameBatch) pairs, the
+driver reads only the small info, hands chunk refs to the policy, and sends the batches
+the policy picks to the least-loaded ModelActor, whose result ref goes straight to the
+PublisherActor (the stateful stage and the Kafka producer). The archive feed decodes files
+through a reusable pool of DecodeActors; the live feed keeps one read outstanding per
+camera and takes commands from the control topic.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from pipeline.runtime.actors.model import ModelActor
+from pipeline.runtime.actors.publish import DeliveryReport, PublisherActor, PublishResult
+from pipeline.runtime.feed import Feed
+from pipeline.runtime.policy import Chunk, Policy
+from pipeline.runtime.summary import RunSummary, SourceProgress
+from pipeline.sources import Source
+from pipeline.spec import PipelineSpec
+
+__all__ = ["Driver", "init_ray", "model_threads", "REPO_ROOT"]
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def init_ray(spec: PipelineSpec, needed_cpus: float = 0.0) -> None:
+    """Start a local Ray sized for the plan, or join ``ray.address``."""
+    if ray.is_initialized():
+        return
+    env = {"PYTHONPATH": os.pathsep.join(p for p in [REPO_ROOT, os.environ.get("PYTHONPATH", "")] if p),
+           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+           "TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+    if spec.ray.address:
+        ray.init(address=spec.ray.address, runtime_env={"env_vars": env}, log_to_driver=True)
+        return
+    cpus = spec.ray.num_cpus or max(os.cpu_count() or 1, math.ceil(needed_cpus))
+    ray.init(num_cpus=cpus, object_store_memory=spec.ray.object_store_mb * 1024 * 1024,
+             include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=True,
+             configure_logging=True, logging_level="WARNING")
+
+
+def model_threads(spec: PipelineSpec, cores: int | None = None) -> int:
+    """Torch threads of one ModelActor: what the plan leaves free on the machine, shared by the replicas.
+
+    Decoding sampled frames costs a small share of a core per source, so the model gets every core but
+    that share (at least one thread); ``model.options.threads`` wins when set.
+
+    >>> from pipeline.spec import PipelineSpec
+    >>> model_threads(PipelineSpec(), cores=2), model_threads(PipelineSpec(), cores=16)
+    (2, 16)
+    """
+    cores = cores or os.cpu_count() or 1
+    decode_share = 0.1 * spec.decode.concurrent_sources if spec.mode == "archive" else 0.1 * max(1, len(spec.sources))
+    free = cores - (math.floor(decode_share + 0.5) if cores > 4 else 0)
+    return max(1, int(free // spec.model.replicas))
+
+
+class Driver:
+    """Runs one spec over sources: to completion (archive) or until stopped (live)."""
+
+    def __init__(self, spec: PipelineSpec, sources: list[Source], *, bootstrap: str, run_id: str | None = None,
+                 on_progress: Callable[[dict[str, SourceProgress]], None] | None = None,
+                 stop: threading.Event | None = None, restart: bool = False, policy: str | None = None,
+                 allow_empty: bool = False) -> None:
+        if not sources and not allow_empty and spec.mode == "archive":
+            raise ValueError("no sources to run; name files, directories, globs or URLs")
+        self.spec = spec
+        self.sources = list(sources)
+        self.bootstrap = bootstrap
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.on_progress = on_progress
+        self.stop_event = stop or threading.Event()
+        self.restart = restart
+        self.policy_name = policy
+        self.progress = {s.id: SourceProgress(s) for s in sources}
+        from pipeline.events import Topics
+
+        self.topics = Topics(spec.kafka.topic_prefix)
+        self.models: list[Any] = []
+        self.publisher: Any = None
+        self.resume_plan: Any = None
+
+    # ---- setup ---------------------------------------------------------------------------
+    def _model_kwargs(self) -> dict[str, Any]:
+        m = self.spec.model
+        opts = dict(m.options)
+        opts.setdefault("threads", model_threads(self.spec))
+        return dict(model_id=m.id, path=m.path, tasks=list(m.tasks), queries=list(self.spec.queries),
+                    device=m.device, dtype=m.dtype, batch_size=m.batch_size, **opts)
+
+    def plan(self) -> Any:
+        """Archive: which sources resume, which are done (reads the checkpoints; starts nothing heavy)."""
+        from pipeline.runtime.archive import plan_archive
+
+        if self.resume_plan is None and self.spec.mode == "archive":
+            self.resume_plan = plan_archive(self)
+        return self.resume_plan
+
+    def start_actors(self, feed: Feed) -> None:
+        from pipeline.kafka.topics import ensure_for_run
+
+        spec = self.spec
+        self.topic_report = ensure_for_run(spec, self.bootstrap)  # before Ray: a bad topic fails in seconds
+        live = spec.mode == "live"
+        concurrent = len(self.sources) if live else min(len(self.sources), spec.decode.concurrent_sources)
+        init_ray(spec, spec.decode.cpus * concurrent + spec.model.cpus * spec.model.replicas + 0.5)
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        gpus = spec.model.gpus if (has_gpu and spec.model.device != "cpu") else 0
+        uris = {s.id: s.display for s in self.sources}
+        thumbs = spec.thumbnails.model_dump(exclude={"enabled"}) if spec.thumbnails.enabled else None
+        self.models = [
+            ModelActor.options(num_cpus=spec.model.cpus, num_gpus=gpus).remote(  # type: ignore[attr-defined]
+                spec.model.name, self._model_kwargs(), self.run_id, uris, spec.kafka.topic_prefix, live,
+                thumbnails=thumbs, per_frame_queries=True)
+            for _ in range(spec.model.replicas)
+        ]
+        self.publisher = PublisherActor.options(num_cpus=0.1).remote(  # type: ignore[attr-defined]
+            self.bootstrap, spec.kafka.producer, run_id=self.run_id, commit_timeout=spec.kafka.commit_timeout_s,
+            topic_prefix=spec.kafka.topic_prefix, hysteresis=(spec.live.query_on_frames, spec.live.query_off_frames),
+            per_frame_queries=spec.live.per_frame_queries, clock="wall" if live else "pts",
+            analytics=_analytics_config(spec), **feed.publisher_options())
+        ray.get(self.publisher.ready.remote())  # init_transactions done: a crashed predecessor is fenced
+        ray.get(self.publisher.set_uris.remote(uris))
+        infos = ray.get([m.info.remote() for m in self.models])
+        self.input_size = tuple(infos[0]["input_size"])
+        self.resize_mode = infos[0].get("resize_mode", "stretch")
+        self.model_info = infos[0]
+
+    def make_policy(self, feed: Feed) -> Policy:
+        return feed.make_policy()
+
+    # ---- the loop ------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        from pipeline.runtime.archive import ArchiveFeed
+        from pipeline.runtime.cameras import LiveFeed
+
+        t_start = time.perf_counter()
+        feed: Feed = LiveFeed(self) if self.spec.mode == "live" else ArchiveFeed(self)
+        self.feed = feed
+        self.start_actors(feed)
+        startup_s = time.perf_counter() - t_start
+        policy = self.policy = self.make_policy(feed)
+        model_load = [0] * len(self.models)
+        model_refs: dict[Any, int] = {}
+        frames = batches = errors = 0
+        model_s = 0.0
+        deadline = time.monotonic() + self.spec.live.duration_s if (
+            self.spec.mode == "live" and self.spec.live.duration_s) else None
+
+        def on_published(res: PublishResult) -> None:
+            nonlocal frames, model_s, errors
+            frames += res.model_frames
+            model_s += res.model_s
+            errors += res.failed
+            if res.model_frames and res.model_s:
+                policy.observe(res.model_frames, res.model_s)
+            feed.on_published(res)
+
+        feed.start()
+        try:
+            while not self.stop_event.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if feed.done() and not policy.buffered() and not model_refs:
+                    break
+                wait_on = feed.refs() + list(model_refs)
+                timeout = min(getattr(policy, "wait_hint", lambda _n: 0.05)(time.monotonic()), 0.05
+                              if self.spec.mode == "live" else 1.0)
+                ready, _ = ray.wait(wait_on, num_returns=1, timeout=timeout) if wait_on else ([], [])
+                if not wait_on:
+                    time.sleep(0.05)
+                if ready:  # take everything else already done too
+                    more, _ = ray.wait(wait_on, num_returns=len(wait_on), timeout=0)
+                    ready = list(dict.fromkeys(ready + more))
+                for ref in ready:
+                    if ref in model_refs:
+                        model_load[model_refs.pop(ref)] -= 1
+                        on_published(ray.get(ref))
+                    else:
+                        feed.on_reply(ref)
+                policy.expire(time.time())
+                while True:
+                    idx = min(range(len(self.models)), key=lambda i: model_load[i])
+                    if model_load[idx] >= policy.inflight_per_model:
+                        break
+                    batch = policy.next_batch(time.monotonic(), time.time(), force=feed.idle())
+                    if not batch:
+                        break
+                    pub = self._dispatch(idx, batch, feed)
+                    model_refs[pub] = idx
+                    model_load[idx] += 1
+                    batches += 1
+                gone = policy.take_dropped()
+                if gone:
+                    feed.dropped(gone)
+                feed.request_more()
+                feed.tick()
+                if self.on_progress:
+                    self.on_progress(self.progress)
+        finally:
+            feed.close()
+            for ref in list(model_refs):  # let batches already sent to the models finish
+                try:
+                    on_published(ray.get(ref, timeout=120))
+                except Exception:  # noqa: BLE001 - reported by the caller's summary
+                    if self.spec.mode == "archive":
+                        raise
+            feed.finish_all()
+        delivery: DeliveryReport = ray.get(self.publisher.close.remote())
+        for m in self.models:
+            m.teardown.remote()
+        if self.on_progress:
+            self.on_progress(self.progress)
+        extra = {"input_size": self.input_size, "startup_s": startup_s, "mode": self.spec.mode,
+                 **feed.summary_extra(), **self.model_info}
+        return RunSummary(self.run_id, list(self.progress.values()), delivery, time.perf_counter() - t_start,
+                          frames, model_s, batches, errors, extra)
+
+    def _dispatch(self, idx: int, batch: list[Chunk], feed: Feed) -> Any:
+        refs = [c.ref for c in batch]
+        ids = [(c.source_id, c.seq) for c in batch]
+        budgets = feed.budgets({c.source_id for c in batch})
+        result = self.models[idx].process.remote(*refs, ids=ids, budgets_ms=budgets)
+        return self.publisher.publish.remote(result)
+
+    def shutdown(self) -> None:
+        for a in [*self.models, self.publisher]:
+            if a is not None:
+                ray.kill(a, no_restart=True)
+
+
+def _analytics_config(spec: PipelineSpec) -> dict[str, Any] | None:
+    a = getattr(spec, "analytics", None)
+    return a.model_dump(mode="json") if a is not None else None

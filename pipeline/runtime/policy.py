@@ -1,0 +1,311 @@
+"""Scheduling policies of the one driver loop: plain code, no Ray, no Kafka, testable on its own.
+
+The driver hands every decoded chunk to a policy (``admit``), asks it which chunks to run
+next when a model actor is free (``next_batch``) and which to give up on (``expire``).
+``ArchivePolicy`` never drops: it waits for a full batch (or ``max_wait_ms``) and holds the
+decoders back when enough is buffered (backpressure). ``LivePolicy`` keeps every camera
+current: it sizes batches so a frame's whole trip fits its latency budget, drops the oldest
+frames that no longer can, and shares the model fairly between cameras (round robin, the
+camera served longest ago first). ``FifoLivePolicy`` is the earlier live behaviour, kept as
+the benchmark's baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ArchivePolicy", "BatchTimer", "Chunk", "FifoLivePolicy", "InOrder", "LivePolicy", "Policy"]
+
+
+@dataclass
+class Chunk:
+    """One decoded chunk the driver holds a reference to (never its pixels)."""
+
+    source_id: str
+    seq: int  # per-source sequence number given by the decoder: the stateful stage re-orders by it
+    n: int  # frames in it
+    ref: Any  # the object ref of its FrameBatch (opaque here)
+    ready_at: float  # monotonic time it reached the driver
+    oldest_capture: float = 0.0  # wall time of its oldest / newest frame (live)
+    newest_capture: float = 0.0
+
+
+class BatchTimer:
+    """Moving estimate of a model call's duration as ``fixed + per_frame * n`` (seconds).
+
+    >>> t = BatchTimer()
+    >>> for n, s in [(8, 0.9), (4, 0.5), (8, 0.9), (2, 0.3)]:
+    ...     t.observe(n, s)
+    >>> round(t.estimate(8), 2), round(t.estimate(1), 2)
+    (0.9, 0.17)
+    """
+
+    def __init__(self, alpha: float = 0.3) -> None:
+        self.alpha = alpha
+        self.per_frame: float | None = None
+        self.fixed = 0.0
+        self._last: tuple[int, float] | None = None
+
+    def observe(self, n: int, seconds: float) -> None:
+        if n <= 0 or seconds <= 0:
+            return
+        if self._last is not None and self._last[0] != n:  # two sizes: solve for the slope and intercept
+            (n0, s0) = self._last
+            slope = max(0.0, (seconds - s0) / (n - n0))
+            fixed = max(0.0, seconds - slope * n)
+            self.per_frame = slope if self.per_frame is None else (1 - self.alpha) * self.per_frame + self.alpha * slope
+            self.fixed = (1 - self.alpha) * self.fixed + self.alpha * fixed
+        elif self.per_frame is None:
+            self.per_frame = seconds / n
+        else:
+            pred = self.estimate(n)
+            self.per_frame = max(0.0, self.per_frame + self.alpha * (seconds - pred) / n)
+        self._last = (n, seconds)
+
+    def estimate(self, n: int) -> float:
+        return 0.0 if self.per_frame is None else self.fixed + self.per_frame * n
+
+    def largest_within(self, seconds: float, cap: int) -> int:
+        """The largest batch (1..cap) whose call is expected to take at most ``seconds``."""
+        if self.per_frame is None or self.per_frame <= 0:
+            return cap
+        return max(1, min(cap, int((seconds - self.fixed) / self.per_frame)))
+
+
+class InOrder:
+    """Handles a source's replies in the order they were requested, whatever order they arrive in.
+
+    >>> io = InOrder()
+    >>> a, b = io.ask("s"), io.ask("s")
+    >>> io.arrive("s", b, "second"), io.arrive("s", a, "first")
+    ([], ['first', 'second'])
+    """
+
+    def __init__(self) -> None:
+        self._next_ask: dict[str, int] = {}
+        self._next_take: dict[str, int] = {}
+        self._held: dict[str, dict[int, Any]] = {}
+
+    def ask(self, source_id: str) -> int:
+        n = self._next_ask.get(source_id, 0)
+        self._next_ask[source_id] = n + 1
+        return n
+
+    def arrive(self, source_id: str, n: int, reply: Any) -> list[Any]:
+        held = self._held.setdefault(source_id, {})
+        held[n] = reply
+        out = []
+        nxt = self._next_take.get(source_id, 0)
+        while nxt in held:
+            out.append(held.pop(nxt))
+            nxt += 1
+        self._next_take[source_id] = nxt
+        return out
+
+    def outstanding(self, source_id: str) -> int:
+        return self._next_ask.get(source_id, 0) - self._next_take.get(source_id, 0)
+
+    def forget(self, source_id: str) -> None:
+        for d in (self._next_ask, self._next_take, self._held):
+            d.pop(source_id, None)
+
+
+class Policy:
+    """What every policy answers; the driver calls these and only moves refs."""
+
+    def __init__(self, max_batch: int, inflight_per_model: int) -> None:
+        self.max_batch = max_batch
+        self.inflight_per_model = inflight_per_model
+        self.timer = BatchTimer()
+        self.dropped: dict[str, int] = {}  # frames given up per source
+        self._gone: list[Chunk] = []  # dropped since the last take_dropped()
+
+    def admit(self, chunk: Chunk) -> None:
+        raise NotImplementedError
+
+    def next_batch(self, now_mono: float, now_wall: float, force: bool) -> list[Chunk]:
+        raise NotImplementedError
+
+    def expire(self, now_wall: float) -> list[Chunk]:
+        return []
+
+    def buffered(self) -> int:
+        raise NotImplementedError
+
+    def observe(self, n: int, seconds: float) -> None:
+        self.timer.observe(n, seconds)
+
+    def _drop(self, c: Chunk) -> Chunk:
+        self.dropped[c.source_id] = self.dropped.get(c.source_id, 0) + c.n
+        self._gone.append(c)
+        return c
+
+    def take_dropped(self) -> list[Chunk]:
+        """Chunks dropped since the last call (the stage is told to skip them)."""
+        out, self._gone = self._gone, []
+        return out
+
+
+class ArchivePolicy(Policy):
+    """Throughput and nothing lost: full batches across sources, waiting at most ``max_wait_ms``
+    for one; ``want_more`` holds decoders back once ``buffer_limit`` frames wait."""
+
+    def __init__(self, max_batch: int, max_wait_ms: float, inflight_per_model: int, buffer_limit: int) -> None:
+        super().__init__(max_batch, inflight_per_model)
+        self.max_wait_s = max_wait_ms / 1000
+        self.buffer_limit = buffer_limit
+        self.pending: deque[Chunk] = deque()
+
+    def admit(self, chunk: Chunk) -> None:
+        self.pending.append(chunk)
+
+    def buffered(self) -> int:
+        return sum(c.n for c in self.pending)
+
+    def want_more(self, extra: int = 0) -> bool:
+        return self.buffered() + extra < self.buffer_limit
+
+    def next_batch(self, now_mono: float, now_wall: float, force: bool) -> list[Chunk]:
+        if not self.pending:
+            return []
+        total, take = 0, 0
+        for c in self.pending:
+            if take and total + c.n > self.max_batch:
+                break
+            total += c.n
+            take += 1
+        waited = now_mono - self.pending[0].ready_at
+        if total < self.max_batch and not force and waited < self.max_wait_s:
+            return []
+        return [self.pending.popleft() for _ in range(take)]
+
+    def wait_hint(self, now_mono: float) -> float:
+        """Seconds until the oldest chunk has waited ``max_wait_ms`` (the loop's wake-up)."""
+        if not self.pending:
+            return 1.0
+        return max(0.0, self.max_wait_s - (now_mono - self.pending[0].ready_at))
+
+
+@dataclass
+class _Cam:
+    chunks: deque[Chunk] = field(default_factory=deque)
+    served_at: float = -math.inf  # monotonic time of its last dispatch
+
+
+class LivePolicy(Policy):
+    """Bounded latency under any load: a frame is dispatched only if it can still be published inside
+    its budget, batches are sized so waiting plus running fits the budget, and cameras take turns."""
+
+    def __init__(self, max_batch: int, budgets_ms: dict[str, float], default_budget_ms: float,
+                 margin: float = 0.15) -> None:
+        super().__init__(max_batch, inflight_per_model=1)  # a queued batch only waits: run one at a time
+        self.budgets_ms = budgets_ms
+        self.default_budget_ms = default_budget_ms
+        self.margin = margin  # share of the budget kept for decode, transfer and publishing
+        self.cams: dict[str, _Cam] = {}
+
+    def budget_s(self, source_id: str) -> float:
+        return self.budgets_ms.get(source_id, self.default_budget_ms) / 1000
+
+    def admit(self, chunk: Chunk) -> None:
+        self.cams.setdefault(chunk.source_id, _Cam()).chunks.append(chunk)
+
+    def buffered(self) -> int:
+        return sum(c.n for cam in self.cams.values() for c in cam.chunks)
+
+    def forget(self, source_id: str) -> list[Chunk]:
+        cam = self.cams.pop(source_id, None)
+        return list(cam.chunks) if cam else []
+
+    def _batch_cap(self) -> int:
+        # a frame may arrive just as a batch starts: it waits one batch, then runs in the next
+        tightest = min((self.budget_s(s) for s in self.cams), default=self.default_budget_ms / 1000)
+        return self.timer.largest_within(tightest * (1 - self.margin) / 2, self.max_batch)
+
+    def expire(self, now_wall: float) -> list[Chunk]:
+        """Chunks that cannot make their budget any more, even if dispatched now in a batch of one."""
+        run = self.timer.estimate(1)
+        out = []
+        for sid, cam in self.cams.items():
+            limit = self.budget_s(sid) * (1 - self.margin)
+            while cam.chunks and (now_wall - cam.chunks[0].oldest_capture) + run > limit:
+                out.append(self._drop(cam.chunks.popleft()))
+        return out
+
+    def next_batch(self, now_mono: float, now_wall: float, force: bool) -> list[Chunk]:
+        cap = self._batch_cap()
+        run = self.timer.estimate(cap)
+        batch: list[Chunk] = []
+        total = 0
+        # round robin: the camera served longest ago first, its newest chunk that still fits the budget
+        order = sorted((cam.served_at, sid) for sid, cam in self.cams.items() if cam.chunks)
+        progressed = True
+        while total < cap and progressed:
+            progressed = False
+            for _, sid in order:
+                cam = self.cams[sid]
+                limit = self.budget_s(sid) * (1 - self.margin)
+                while cam.chunks and (now_wall - cam.chunks[0].oldest_capture) + run > limit:
+                    self._drop(cam.chunks.popleft())  # too old for a batch this size: newer frames go first
+                if not cam.chunks or total + cam.chunks[-1].n > cap and batch:
+                    continue
+                c = cam.chunks.pop()  # newest first: the freshest view of each camera
+                for old in cam.chunks:  # anything older would be published after a newer frame: drop it
+                    self._drop(old)
+                cam.chunks.clear()
+                batch.append(c)
+                total += c.n
+                cam.served_at = now_mono
+                progressed = True
+                if total >= cap:
+                    break
+        return batch
+
+
+class FifoLivePolicy(Policy):
+    """The earlier live behaviour (drop what is past its budget, full batches oldest-first, two batches
+    queued per model, the model actor dropping late frames): the baseline of ``make bench-live``."""
+
+    def __init__(self, max_batch: int, budgets_ms: dict[str, float], default_budget_ms: float,
+                 cap_frames: int, inflight_per_model: int = 2) -> None:
+        super().__init__(max_batch, inflight_per_model)
+        self.budgets_ms = budgets_ms
+        self.default_budget_ms = default_budget_ms
+        self.cap_frames = cap_frames
+        self.pending: deque[Chunk] = deque()
+
+    def admit(self, chunk: Chunk) -> None:
+        self.pending.append(chunk)
+
+    def buffered(self) -> int:
+        return sum(c.n for c in self.pending)
+
+    def forget(self, source_id: str) -> list[Chunk]:
+        gone = [c for c in self.pending if c.source_id == source_id]
+        self.pending = deque(c for c in self.pending if c.source_id != source_id)
+        return gone
+
+    def expire(self, now_wall: float) -> list[Chunk]:
+        out, kept = [], deque()
+        for c in self.pending:
+            budget = self.budgets_ms.get(c.source_id, self.default_budget_ms)
+            if (now_wall - c.newest_capture) * 1000 > budget:
+                out.append(self._drop(c))
+            else:
+                kept.append(c)
+        while sum(c.n for c in kept) > self.cap_frames and len(kept) > 1:
+            out.append(self._drop(kept.popleft()))
+        self.pending = kept
+        return out
+
+    def next_batch(self, now_mono: float, now_wall: float, force: bool) -> list[Chunk]:
+        batch: list[Chunk] = []
+        total = 0
+        while self.pending and (not batch or total + self.pending[0].n <= self.max_batch):
+            c = self.pending.popleft()
+            batch.append(c)
+            total += c.n
+        return batch
