@@ -1,0 +1,1 @@
+"""Stateful per-source analytics: tracks, zones, lines, windows and query intervals over SourceFrames."""
