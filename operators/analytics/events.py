@@ -123,6 +123,7 @@ class QueryInterval(_Event):
     started_wall_time: float
     pts: float
     wall_time: float
+    frame_index: int
     frames: int
     max_score: float | None
     reason: Literal["unmatched", "removed", "end_of_stream"] | None = None

@@ -132,9 +132,9 @@ class QueryTracker:
         self.states = {(sid, q): MatchState(**st) for sid, q, st in state["states"]}
 
 
-def _interval(tr: Transition, reason: str | None) -> QueryInterval:
+def _interval(tr: Transition, frame_index: int, reason: str | None) -> QueryInterval:
     return QueryInterval(tr.source_id, tr.state, tr.query, tr.started_pts, tr.started_capture,  # type: ignore[arg-type]
-                         tr.pts, tr.capture_time, tr.frames, tr.max_score, reason)  # type: ignore[arg-type]
+                         tr.pts, tr.capture_time, frame_index, tr.frames, tr.max_score, reason)  # type: ignore[arg-type]
 
 
 class QueryIntervals:
@@ -147,7 +147,7 @@ class QueryIntervals:
     def __init__(self, source_id: str, on_frames: int = 3, off_frames: int = 3) -> None:
         self.source_id = source_id
         self.tracker = QueryTracker(on_frames, off_frames)
-        self._last = (0.0, 0.0)  # pts, wall time of the last frame seen
+        self._last = (0.0, 0.0, -1)  # pts, wall time, frame index of the last frame seen
 
     def update(self, frames: SourceFrames) -> list[QueryInterval]:
         """Intervals opened or closed by this chunk, in frame order (queries in their given order)."""
@@ -156,7 +156,7 @@ class QueryIntervals:
         present = list(qa.queries) if qa is not None else []
         for sid, q in self.tracker.active():
             if q not in present and len(frames):
-                events += [_interval(tr, "removed") for tr in self.tracker.close(
+                events += [_interval(tr, int(frames.frame_index[0]), "removed") for tr in self.tracker.close(
                     sid, q, pts=float(frames.pts[0]), capture_time=float(frames.wall_time[0]))]
         if qa is not None:
             matched, score = np.asarray(qa.matched, bool), np.asarray(qa.score, np.float64)
@@ -166,9 +166,10 @@ class QueryIntervals:
                     s = None if np.isnan(score[j, i]) else float(score[j, i])
                     tr = self.tracker.update(self.source_id, q, pts, bool(matched[j, i]), s, wall)
                     if tr is not None:
-                        events.append(_interval(tr, "unmatched" if tr.state == "ended" else None))
+                        reason = "unmatched" if tr.state == "ended" else None
+                        events.append(_interval(tr, int(frames.frame_index[i]), reason))
         if len(frames):
-            self._last = (float(frames.pts[-1]), float(frames.wall_time[-1]))
+            self._last = (float(frames.pts[-1]), float(frames.wall_time[-1]), int(frames.frame_index[-1]))
         return events
 
     def active(self) -> list[str]:
@@ -178,12 +179,14 @@ class QueryIntervals:
     def end(self, pts: float | None = None) -> list[QueryInterval]:
         """End of stream: close every open match (reason ``end_of_stream``)."""
         end_pts = self._last[0] if pts is None else float(pts)
-        return [_interval(tr, "end_of_stream") for tr in self.tracker.close(
+        return [_interval(tr, self._last[2], "end_of_stream") for tr in self.tracker.close(
             self.source_id, pts=end_pts, capture_time=self._last[1])]
 
     def snapshot(self) -> dict[str, Any]:
+        """JSON-able state: the hysteresis per query and the last frame seen."""
         return {"last": list(self._last), "tracker": self.tracker.snapshot()}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._last = (float(state["last"][0]), float(state["last"][1]))
+        """Load a ``snapshot()``."""
+        self._last = (float(state["last"][0]), float(state["last"][1]), int(state["last"][2]))
         self.tracker.restore(state["tracker"])
