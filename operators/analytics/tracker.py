@@ -3,8 +3,9 @@
 One ByteTrack instance per class label (a track never changes label), fed the stage clock as its
 timestamp so the lost-track buffer is in seconds. Public track ids are this object's own counter,
 1, 2, 3... in order of confirmation, so they are deterministic per source and never shared between
-sources. ``snapshot()`` is a JSON-able dict holding every tracklet's Kalman state exactly
-(float64 -> JSON float round-trips), so a restored tracker continues bit-for-bit.
+sources. ``snapshot()`` is a JSON-able dict holding every tracklet's Kalman state and covariance
+exactly (float64 -> JSON float round-trips), so a restored tracker continues bit-for-bit; the other
+Kalman matrices are constants of the tracklet or rebuilt by ByteTrack before each predict.
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ class Tracker:
                     "tracker_id": tk.tracker_id, "age": tk.age, "time_since_update": tk.time_since_update,
                     "time_since_update_seconds": tk.time_since_update_seconds,
                     "consecutive": tk.number_of_successful_consecutive_updates,
-                    "kf": {k: v.tolist() for k, v in tk.state_estimator.get_state().items()},
+                    "x": tk.state_estimator.kf.state.ravel().tolist(),
+                    "P": tk.state_estimator.kf.state_covariance.tolist(),
                 } for tk in bt.tracks],
             }
         return {"version": _STATE_VERSION, "frame_rate": self.frame_rate, "next_id": self._next_id,
@@ -202,7 +204,10 @@ class Tracker:
             bt._next_track_id = int(st["next_id"])
             for t in st["tracklets"]:
                 tk = ByteTrackTracklet(np.zeros(4), bt.state_estimator_class)
-                tk.state_estimator.set_state({k: np.asarray(v, np.float64) for k, v in t["kf"].items()})
+                kf = tk.state_estimator.kf  # F, Q are rebuilt from the step before every predict; H, R are constants
+                kf.state = np.asarray(t["x"], np.float64).reshape(kf.state.shape)
+                kf.state_covariance = np.asarray(t["P"], np.float64).reshape(kf.state_covariance.shape)
+                tk.state_estimator.motion.reset_cache()
                 tk.tracker_id, tk.age = int(t["tracker_id"]), int(t["age"])
                 tk.time_since_update = int(t["time_since_update"])
                 tk.time_since_update_seconds = float(t["time_since_update_seconds"])

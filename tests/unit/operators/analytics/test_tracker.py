@@ -57,11 +57,14 @@ def test_each_object_keeps_one_id_and_ids_start_at_one() -> None:
 
 def test_ids_are_per_instance_not_global() -> None:
     chunks = scene(OBJS, 12)
-    a_ids, _ = run(Tracker("a"), chunks)
-    other = scene(OBJS, 12, source="b")
-    b_ids, _ = run(Tracker("b"), other)
-    assert a_ids == b_ids  # a second instance (another source) starts from 1 again
-    assert max(max(x) for x in a_ids) == 4
+    alone, _ = run(Tracker("a"), chunks)
+    assert max(max(x) for x in alone) == 4
+    a, b = Tracker("a"), Tracker("b")
+    a_ids, b_ids = [], []
+    for c in chunks:  # two sources interleaved: neither sees the other's ids (no class-level counters)
+        a_ids.append(a.update(c)[0].tolist())
+        b_ids.append(b.update(c)[0].tolist())
+    assert a_ids == alone and b_ids == alone
 
 
 def test_class_filter_and_disabled() -> None:
