@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from operators.analytics.config import AnalyticsSpec
+
 __all__ = ["ConfigError", "PipelineSpec", "load_spec", "DEFAULT_CONFIG"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -148,6 +150,8 @@ class PipelineSpec(_Strict):
     batching: BatchingSpec = BatchingSpec()
     live: LiveSpec = LiveSpec()
     thumbnails: ThumbnailSpec = ThumbnailSpec()
+    analytics: AnalyticsSpec = Field(default_factory=AnalyticsSpec, description=(
+        "per-source stateful stage: tracker, zones, lines, window summaries"))
     kafka: KafkaSpec = KafkaSpec()
     ray: RaySpec = RaySpec()
 

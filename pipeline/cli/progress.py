@@ -168,6 +168,10 @@ def print_event_digest(run_id: str, spec: PipelineSpec, bootstrap: str, *, conso
     frames: Counter[str] = Counter()
     embedded: Counter[str] = Counter()  # frames with an embedding event
     errors: list[str] = []
+    tracks: dict[str, list[Any]] = defaultdict(list)  # ended tracks
+    crossings: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)  # (line, direction)
+    visits: dict[str, list[Any]] = defaultdict(list)  # zone exits
+    windows: dict[str, list[Any]] = defaultdict(list)
     for rec in subscribe(bootstrap, prefix=spec.kafka.topic_prefix, from_beginning=True, run_id=run_id,
                          idle_timeout=3.0):
         ev: Any = rec.event
@@ -183,6 +187,14 @@ def print_event_digest(run_id: str, spec: PipelineSpec, bootstrap: str, *, conso
             embedded[ev.source_id] += 1
         elif ev.type == "error":
             errors.append(describe_event(ev))
+        elif ev.type == "track" and ev.kind == "ended":
+            tracks[ev.source_id].append(ev)
+        elif ev.type == "line":
+            crossings[ev.source_id][(ev.line, ev.direction)] += 1
+        elif ev.type == "zone" and ev.kind == "exited":
+            visits[ev.source_id].append(ev)
+        elif ev.type == "window":
+            windows[ev.source_id].append(ev)
     console.print(f"\nwhat the events say (read back from Kafka; `framewire tail --run-id {run_id} "
                   "--from-beginning` prints them all):", highlight=False)
     for sid in sorted(set(frames) | set(captions) | set(embedded)):
@@ -204,5 +216,29 @@ def print_event_digest(run_id: str, spec: PipelineSpec, bootstrap: str, *, conso
                 when = ", ".join(f"{t:.1f}s" for t in ts[:8]) + (" ..." if len(ts) > 8 else "")
                 console.print(f"    query {q!r}: matched in {len(ts)}/{n} frames" + (f" (t={when})" if ts else ""),
                               highlight=False)
+        _print_over_time(sid, tracks[sid], crossings[sid], visits[sid], windows[sid], console=console, show=show)
     for line in errors[: show * 3]:
         console.print(f"  [red]{line}[/]", highlight=False)
+
+
+def _print_over_time(sid: str, tracks: list[Any], crossings: Any, visits: list[Any], windows: list[Any], *,
+                     console: Console, show: int) -> None:
+    """Tracks, line counts, zone visits and windows of one source, a few lines each."""
+    from collections import Counter
+
+    if tracks:
+        per = Counter(t.label for t in tracks)
+        console.print(f"    tracks: {len(tracks)} ({', '.join(f'{n} {lb}' for lb, n in per.most_common(6))})",
+                      highlight=False)
+        for t in sorted(tracks, key=lambda t: -t.frames)[:show]:
+            console.print(f"      {t.label} #{t.track_id}: t={t.first_pts:.1f}s..{t.last_pts:.1f}s, "
+                          f"{t.frames} frames", highlight=False)
+    for (line, direction), n in sorted(crossings.items()):
+        console.print(f"    line {line!r}: {n} crossed {direction}", highlight=False)
+    for v in visits[:show]:
+        console.print(f"    zone {v.zone!r}: {v.label} #{v.track_id} stayed {v.dwell_s or 0:.1f}s", highlight=False)
+    for w in windows[: show * 2]:
+        counts = ", ".join(f"{lb} max {c.max}" for lb, c in sorted(w.counts.items(), key=lambda kv: -kv[1].max)[:4])
+        console.print(f"    window {w.start:.0f}-{w.end:.0f}s: {w.frames} frames, {w.tracks} tracks"
+                      + (f"; {counts}" if counts else "") + (f"; \"{w.caption}\"" if w.caption else ""),
+                      highlight=False)

@@ -65,6 +65,24 @@ def model_threads(spec: PipelineSpec, cores: int | None = None) -> int:
     return max(1, int(free // spec.model.replicas))
 
 
+def check_analytics_sources(spec: PipelineSpec, sources: list[Source]) -> None:
+    """A zone or line whose ``source`` names no source of the run is a config error, before anything starts."""
+    from fnmatch import fnmatchcase
+
+    from pipeline.spec import ConfigError
+
+    if not sources:
+        return
+    for kind, items in (("zones", spec.analytics.zones), ("lines", spec.analytics.lines)):
+        for i, it in enumerate(items):
+            if not any(it.source in (s.id, s.uri, s.display) or fnmatchcase(s.id, it.source)
+                       or fnmatchcase(s.uri, it.source) for s in sources):
+                names = ", ".join(s.id for s in sources[:5])
+                raise ConfigError(f"analytics.{kind}[{i}] ({it.name!r}): source {it.source!r} names no source of "
+                                  f"this run ({names}{', ...' if len(sources) > 5 else ''}); use a source id, a "
+                                  "URI, or a glob such as 'cam1*' or '*'")
+
+
 class Driver:
     """Runs one spec over sources: to completion (archive) or until stopped (live)."""
 
@@ -74,6 +92,7 @@ class Driver:
                  allow_empty: bool = False) -> None:
         if not sources and not allow_empty and spec.mode == "archive":
             raise ValueError("no sources to run; name files, directories, globs or URLs")
+        check_analytics_sources(spec, list(sources))
         self.spec = spec
         self.sources = list(sources)
         self.bootstrap = bootstrap
@@ -128,7 +147,7 @@ class Driver:
             self.bootstrap, spec.kafka.producer, run_id=self.run_id, commit_timeout=spec.kafka.commit_timeout_s,
             topic_prefix=spec.kafka.topic_prefix, hysteresis=(spec.live.query_on_frames, spec.live.query_off_frames),
             per_frame_queries=spec.live.per_frame_queries, clock="wall" if live else "pts",
-            analytics=_analytics_config(spec), **feed.publisher_options())
+            analytics=_analytics_config(spec), frame_rate=spec.decode.fps, **feed.publisher_options())
         ray.get(self.publisher.ready.remote())  # init_transactions done: a crashed predecessor is fenced
         ray.get(self.publisher.set_uris.remote(uris))
         infos = ray.get([m.info.remote() for m in self.models])

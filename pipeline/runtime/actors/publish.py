@@ -77,7 +77,7 @@ class PublisherActor:
                  topic_prefix: str = "framewire", hysteresis: tuple[int, int] = (3, 3),
                  per_frame_queries: bool = False, analytics: dict[str, Any] | None = None,
                  clock: str = "pts", analysis: str = "", epoch: int = 0,
-                 describe: dict[str, Any] | None = None) -> None:
+                 describe: dict[str, Any] | None = None, frame_rate: float | None = None) -> None:
         from kafka import KafkaProducer
 
         from pipeline.runtime.analytics import analytics_factory
@@ -95,8 +95,9 @@ class PublisherActor:
         self.report = DeliveryReport()
         self._lock = threading.Lock()
         self.stage = StageHost(run_id=run_id, topic_prefix=topic_prefix,
-                               make_analytics=analytics_factory(analytics, clock=clock, run_id=run_id,
-                                                                topic_prefix=topic_prefix),
+                               make_analytics=analytics_factory(
+                                   analytics, clock=clock, run_id=run_id, topic_prefix=topic_prefix,
+                                   frame_rate=frame_rate, uri_of=lambda sid: self.stage.uris.get(sid, sid)),
                                per_frame_queries=per_frame_queries, hysteresis=hysteresis)
 
     def ready(self) -> bool:
