@@ -155,7 +155,12 @@ def tail(
     topic: Annotated[list[str] | None, typer.Argument(
         help="Topics to follow (default: every framewire topic), e.g. framewire.detections")] = None,
     source: Annotated[str | None, typer.Option(help="Only events of this source id (or its name prefix).")] = None,
-    type_: Annotated[list[str] | None, typer.Option("--type", help="Only these event types (repeatable).")] = None,
+    type_: Annotated[list[str] | None, typer.Option(
+        "--type", help="Only these event types (repeatable): caption, detections, query, query_match, track, zone, "
+                       "line, window, embedding, thumbnail, status, error.")] = None,
+    track: Annotated[list[int] | None, typer.Option(
+        "--track", help="Only events about this track id (repeatable; with --source, since ids are per source): "
+                        "its track, zone and line events and the detections holding its box.")] = None,
     run_id: Annotated[str | None, typer.Option(help="Only events of this run.")] = None,
     from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Start at the oldest event.")] = False,
     since: Annotated[str | None, typer.Option(
@@ -172,17 +177,23 @@ def tail(
     spec = _spec(config)
     bootstrap = _bootstrap(spec, start=False)
     from pipeline.cli.progress import describe_event
+    from pipeline.events import EVENT_TYPES
     from pipeline.kafka.consumer import parse_since, subscribe
 
     try:
         since_t = parse_since(since) if since else None
     except ValueError as exc:
         raise _fail(EXIT_USAGE, str(exc)) from None
+    unknown = sorted(set(type_ or []) - set(EVENT_TYPES))
+    if unknown:
+        raise _fail(EXIT_USAGE, f"unknown event type(s) {', '.join(unknown)} for --type; one of: "
+                                f"{', '.join(sorted(EVENT_TYPES))}")
     n = 0
     try:
         for rec in subscribe(bootstrap, topic or None, prefix=spec.kafka.topic_prefix, from_beginning=from_beginning,
                              source=source, types=set(type_) if type_ else None, run_id=run_id,
-                             idle_timeout=idle_timeout, since=since_t, group_id=group):
+                             idle_timeout=idle_timeout, since=since_t, group_id=group,
+                             track_ids=set(track) if track else None):
             if as_json:
                 sys.stdout.write(rec.event.model_dump_json() + "\n")  # type: ignore[attr-defined]
                 sys.stdout.flush()

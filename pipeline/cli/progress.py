@@ -101,7 +101,8 @@ def describe_event(ev: Any) -> str:
     if ev.type == "caption":
         return head + f"caption ({ev.kind}): {ev.text}"
     if ev.type == "detections":
-        items = ", ".join(f"{d.label}" + (f" {d.score:.2f}" if d.score is not None else "") for d in ev.detections[:8])
+        items = ", ".join(f"{d.label}" + (f" #{d.track_id}" if d.track_id is not None else "")
+                          + (f" {d.score:.2f}" if d.score is not None else "") for d in ev.detections[:8])
         more = f" (+{len(ev.detections) - 8})" if len(ev.detections) > 8 else ""
         return head + f"detections [{len(ev.detections)}]: {items}{more}"
     if ev.type == "query":
@@ -119,6 +120,19 @@ def describe_event(ev: Any) -> str:
         return head + f"error at {ev.stage}: {ev.reason}"
     if ev.type == "thumbnail":
         return head + f"thumbnail {ev.width}x{ev.height} jpeg, {ev.size_bytes} bytes"
+    if ev.type == "track":
+        return head + (f"track {ev.label} #{ev.track_id} {ev.kind} ({ev.reason}; t={ev.first_pts:.2f}s.."
+                       f"{ev.last_pts:.2f}s, {ev.frames} frames)")
+    if ev.type == "zone":
+        dwell = f" after {ev.dwell_s:.1f}s" if ev.dwell_s is not None else ""
+        return head + f"zone {ev.zone!r}: {ev.label} #{ev.track_id} {ev.kind}{dwell} (occupancy {ev.occupancy})"
+    if ev.type == "line":
+        return head + (f"line {ev.line!r}: {ev.label} #{ev.track_id} crossed {ev.direction} "
+                       f"(in {ev.in_count}, out {ev.out_count})")
+    if ev.type == "window":
+        counts = ", ".join(f"{lb} max {c.max}" for lb, c in sorted(ev.counts.items(), key=lambda kv: -kv[1].max)[:5])
+        return head + f"window {ev.start:.1f}..{ev.end:.1f} ({ev.clock}): {ev.frames} frames, {ev.tracks} tracks" + (
+            f"; {counts}" if counts else "")
     return head + ev.type
 
 

@@ -76,6 +76,7 @@ class Subscriber:
         sources: set[str] | None = None,
         types: set[str] | None = None,
         run_id: str | None = None,
+        track_ids: set[int] | None = None,
         read_committed: bool = True,
         idle_timeout: float | None = None,
         commit_every: int = 100,
@@ -84,6 +85,7 @@ class Subscriber:
 
         self.topics = topics or Topics(prefix).all()
         self.sources, self.types, self.run_id, self.since = sources, types, run_id, since
+        self.track_ids = track_ids
         self.idle_timeout = idle_timeout
         self.group_id = group_id
         self.commit_every = commit_every
@@ -124,6 +126,8 @@ class Subscriber:
         if self.types and ev.type not in self.types:
             return False
         if self.run_id and ev.run_id != self.run_id:
+            return False
+        if self.track_ids is not None and not _has_track(ev, self.track_ids):
             return False
         t = getattr(ev, "capture_time", ev.emitted_at)
         return not (self.since is not None and t < self.since)
@@ -182,6 +186,13 @@ class Subscriber:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _has_track(ev: Any, ids: set[int]) -> bool:
+    """The event is about one of these tracks: a track, zone or line event, or detections holding its box."""
+    if getattr(ev, "track_id", None) in ids:
+        return True
+    return any(d.track_id in ids for d in getattr(ev, "detections", ()))
 
 
 def subscribe(bootstrap: str, topics: list[str] | None = None, *, source: str | None = None,

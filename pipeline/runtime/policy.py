@@ -192,7 +192,7 @@ class ArchivePolicy(Policy):
 @dataclass
 class _Cam:
     chunks: deque[Chunk] = field(default_factory=deque)
-    served_at: float = -math.inf  # monotonic time of its last dispatch
+    served_at: float = -math.inf  # turn number of its last dispatch (strictly increasing: no ties)
 
 
 class LivePolicy(Policy):
@@ -206,6 +206,7 @@ class LivePolicy(Policy):
         self.default_budget_ms = default_budget_ms
         self.margin = margin  # share of the budget kept for decode, transfer and publishing
         self.cams: dict[str, _Cam] = {}
+        self._turn = 0
 
     def budget_s(self, source_id: str) -> float:
         return self.budgets_ms.get(source_id, self.default_budget_ms) / 1000
@@ -258,7 +259,8 @@ class LivePolicy(Policy):
                 cam.chunks.clear()
                 batch.append(c)
                 total += c.n
-                cam.served_at = now_mono
+                self._turn += 1
+                cam.served_at = self._turn
                 progressed = True
                 if total >= cap:
                     break
