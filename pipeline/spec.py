@@ -50,7 +50,7 @@ class ModelSpec(_Strict):
     name: str = Field("centernet", description="model family (framewire models list) or module:Class")
     id: str = Field("", description="model id (hub id or local dir)")
     path: str | None = Field(None, description="local directory with the weights (wins over id)")
-    tasks: list[Literal["caption", "detect", "query", "embed"]] = ["caption", "detect", "query"]
+    tasks: list[Literal["caption", "detect", "query", "embed", "ocr"]] = ["caption", "detect", "query"]
     batch_size: int = Field(8, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -75,7 +75,7 @@ class TopicOverride(_Strict):
 
 
 TOPIC_NAMES = Literal["captions", "detections", "queries", "errors", "embeddings", "thumbnails", "status",
-                      "checkpoints", "control", "control.replies"]
+                      "checkpoints", "control", "control.replies", "ocr"]
 
 
 class TopicsSpec(_Strict):

@@ -91,6 +91,7 @@ def plan_topics(spec: PipelineSpec) -> list[TopicPlan]:
         ("captions", names.captions, "events"), ("detections", names.detections, "events"),
         ("queries", names.queries, "events"), ("errors", names.errors, "events"),
         ("embeddings", names.embeddings, "events"), ("thumbnails", names.thumbnails, "events"),
+        ("ocr", names.ocr, "events"),
         ("status", names.status, "status"), ("checkpoints", names.checkpoints, "checkpoints"),
     ]
     commands, replies = control_topics(spec.kafka.topic_prefix)
