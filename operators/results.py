@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Captions", "Detections", "Embeddings", "ModelOutput", "QueryAnswers"]
+__all__ = ["Captions", "Detections", "Embeddings", "ModelOutput", "QueryAnswers", "TextLines"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,55 @@ class Embeddings:
         return int(self.vectors.shape[1])
 
 
+@dataclass(frozen=True)
+class TextLines:
+    """M lines of text read over a batch (OCR): ``frame[m]`` is the row of the frame line m is on.
+
+    ``polygon[m]`` is the line's quadrilateral (4 ``(x, y)`` corners, clockwise from top-left)
+    and ``xyxy[m]`` its bounding box, both in source-frame pixels; ``score`` is the recogniser's
+    confidence in ``text``.
+    """
+
+    frame: npt.NDArray[np.int64]
+    polygon: npt.NDArray[np.float32]
+    text: npt.NDArray[np.str_]
+    score: npt.NDArray[np.float32]
+
+    def __post_init__(self) -> None:
+        m = len(self.frame)
+        set_ = object.__setattr__
+        set_(self, "frame", np.asarray(self.frame, np.int64).reshape(m))
+        set_(self, "polygon", np.asarray(self.polygon, np.float32).reshape(m, 4, 2))
+        set_(self, "text", np.asarray(self.text, np.str_).reshape(m))
+        set_(self, "score", np.asarray(self.score, np.float32).reshape(m))
+
+    @property
+    def xyxy(self) -> npt.NDArray[np.float32]:
+        """``[M, 4]`` axis-aligned bounding boxes of the polygons."""
+        if not len(self):
+            return np.zeros((0, 4), np.float32)
+        return np.concatenate([self.polygon.min(1), self.polygon.max(1)], axis=1)
+
+    @classmethod
+    def empty(cls) -> TextLines:
+        return cls(np.zeros(0, np.int64), np.zeros((0, 4, 2), np.float32), np.array([], np.str_),
+                   np.zeros(0, np.float32))
+
+    @classmethod
+    def concat(cls, parts: list[TextLines]) -> TextLines:
+        if not parts:
+            return cls.empty()
+        return cls(np.concatenate([p.frame for p in parts]), np.concatenate([p.polygon for p in parts]),
+                   np.concatenate([p.text for p in parts]), np.concatenate([p.score for p in parts]))
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def for_frame(self, row: int) -> TextLines:
+        mask = self.frame == row
+        return TextLines(self.frame[mask], self.polygon[mask], self.text[mask], self.score[mask])
+
+
 @dataclass
 class ModelOutput:
     """Everything one model pass produced for one batch; ``models`` maps task -> model id."""
@@ -113,3 +162,4 @@ class ModelOutput:
     queries: QueryAnswers | None = None
     models: dict[str, str] = field(default_factory=dict)
     embeddings: Embeddings | None = None
+    text: TextLines | None = None  # task ocr

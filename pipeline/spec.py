@@ -52,7 +52,7 @@ class ModelSpec(_Strict):
     name: str = Field("centernet", description="model family (framewire models list) or module:Class")
     id: str = Field("", description="model id (hub id or local dir)")
     path: str | None = Field(None, description="local directory with the weights (wins over id)")
-    tasks: list[Literal["caption", "detect", "query", "embed"]] = ["caption", "detect", "query"]
+    tasks: list[Literal["caption", "detect", "query", "embed", "ocr"]] = ["caption", "detect", "query"]
     batch_size: int = Field(8, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -76,8 +76,8 @@ class TopicOverride(_Strict):
     configs: dict[str, str | int] = Field(default_factory=dict, description="other topic configs, set as given")
 
 
-TOPIC_NAMES = Literal["captions", "detections", "queries", "errors", "embeddings", "thumbnails", "tracks", "zones",
-                      "windows", "status", "checkpoints", "control", "control.replies"]
+TOPIC_NAMES = Literal["captions", "detections", "queries", "errors", "embeddings", "thumbnails", "ocr", "tracks",
+                      "zones", "windows", "status", "checkpoints", "control", "control.replies"]
 
 
 class TopicsSpec(_Strict):

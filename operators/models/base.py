@@ -10,7 +10,7 @@ from operators.results import ModelOutput
 
 __all__ = ["TASKS", "VisionModel"]
 
-TASKS = ("caption", "detect", "query", "embed")  # every task a family may support
+TASKS = ("caption", "detect", "query", "embed", "ocr")  # every task a family may support
 
 
 class VisionModel(Operator[ModelOutput]):

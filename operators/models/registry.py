@@ -1,5 +1,8 @@
 """Model families by name. Configs pick a family by name; tests plug fakes in by dotted path.
 
+``create`` composes: a task the family cannot run but a companion family can (``ocr`` ->
+``rapidocr``, see ``operators.models.composite``) makes a CompositeModel of the two.
+
 Built-in families are listed as ``module:Class`` strings so importing the registry does
 not import torch. A name containing ``:`` is imported directly, which is how a fake
 model defined in a test module reaches a model actor in another process.
@@ -19,6 +22,10 @@ _BUILTIN: dict[str, str] = {
     "centernet": "operators.models.centernet:CenterNetModel",
     "vlm": "operators.models.vlm:VLMModel",
     "embedding": "operators.models.embedding:EmbeddingModel",
+    "rapidocr": "operators.models.ocr:RapidOcrModel",
+    "hf_detect": "operators.models.hf_detect:HFDetectModel",
+    "zero_shot": "operators.models.zero_shot:ZeroShotDetectModel",
+    "onnx": "operators.models.onnx_detect:OnnxDetectModel",
 }
 _REGISTERED: dict[str, type[VisionModel]] = {}
 
@@ -60,5 +67,12 @@ def get(name: str) -> type[VisionModel]:
 
 
 def create(name: str, **kwargs: Any) -> VisionModel:
-    """Instantiate family ``name`` (setup() is not called)."""
-    return get(name)(**kwargs)
+    """Instantiate family ``name`` (setup() is not called); tasks it lacks run on a companion family."""
+    from operators.models.composite import COMPANIONS, CompositeModel
+
+    cls = get(name)
+    tasks = kwargs.get("tasks")
+    if tasks is None or all(t in cls.supported_tasks for t in tasks):
+        return cls(**{k: v for k, v in kwargs.items() if k not in COMPANIONS})
+    companions = {t: get(f) for t, f in COMPANIONS.items() if f != name}
+    return CompositeModel.build(cls, companions, **kwargs)

@@ -118,6 +118,10 @@ def describe_event(ev: Any) -> str:
         return head + f"query {ev.query!r} match {ev.state} (since t={ev.started_pts:.2f}s, {ev.frames} frames{sc})"
     if ev.type == "error":
         return head + f"error at {ev.stage}: {ev.reason}"
+    if ev.type == "ocr":
+        texts = " | ".join(line.text for line in ev.lines[:8])
+        more = f" (+{len(ev.lines) - 8})" if len(ev.lines) > 8 else ""
+        return head + f"ocr [{len(ev.lines)} lines]: {texts}{more}"
     if ev.type == "thumbnail":
         return head + f"thumbnail {ev.width}x{ev.height} jpeg, {ev.size_bytes} bytes"
     if ev.type == "track":

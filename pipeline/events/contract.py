@@ -19,12 +19,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from operators.frames import FrameBatch
-from operators.results import Detections, ModelOutput
+from operators.results import Detections, ModelOutput, TextLines
 
 __all__ = [
     "SCHEMA_VERSION", "CaptionEvent", "DetectionsEvent", "QueryEvent", "QueryMatchEvent", "StatusEvent",
     "ErrorEvent", "EmbeddingEvent", "ThumbnailEvent", "build_thumbnail_events", "TrackEvent", "ZoneEvent",
-    "LineEvent", "WindowEvent", "ClassCount", "ZoneWindow",
+    "LineEvent", "WindowEvent", "ClassCount", "ZoneWindow", "OcrEvent", "TextLine",
     "Event", "Record", "Topics", "event_id", "build_frame_events", "build_match_event", "to_record", "parse_event",
 ]
 
@@ -47,19 +47,20 @@ class Topics:
         self.tracks = f"{prefix}.tracks"  # object tracks started / ended
         self.zones = f"{prefix}.zones"  # zone entered / exited, line crossed
         self.windows = f"{prefix}.windows"  # per-source window summaries
+        self.ocr = f"{prefix}.ocr"
         self.checkpoints = f"{prefix}.checkpoints"  # compacted; per-source resume points, not events
         self.control = f"{prefix}.control"  # run-time commands (pipeline/kafka/control.py), one partition
         self.control_replies = f"{prefix}.control.replies"
 
     def all(self) -> list[str]:
         return [self.captions, self.detections, self.queries, self.status, self.errors, self.embeddings,
-                self.thumbnails, self.tracks, self.zones, self.windows]
+                self.thumbnails, self.ocr, self.tracks, self.zones, self.windows]
 
     def for_type(self, event_type: str) -> str:
         return {"caption": self.captions, "detections": self.detections, "query": self.queries,
                 "query_match": self.queries, "status": self.status, "error": self.errors,
                 "embedding": self.embeddings, "thumbnail": self.thumbnails, "track": self.tracks,
-                "zone": self.zones, "line": self.zones, "window": self.windows}[event_type]
+                "zone": self.zones, "line": self.zones, "window": self.windows, "ocr": self.ocr}[event_type]
 
 
 class _Event(BaseModel):
@@ -139,6 +140,25 @@ class EmbeddingEvent(_FrameEvent):
         if len(self.vector) != self.dim:
             raise ValueError(f"vector has {len(self.vector)} values but dim is {self.dim}")
         return self
+
+
+class TextLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str = Field(description="the text read on the line")
+    score: float = Field(description="the recogniser's confidence in text, in [0,1]")
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in source-frame pixels: the "
+                                                               "polygon's bounding box")
+    polygon: list[tuple[float, float]] = Field(description="the line's corners [x, y] in source-frame pixels, "
+                                                           "clockwise from top-left (4 for PP-OCR)")
+
+
+class OcrEvent(_FrameEvent):
+    """The text read in one frame (task ``ocr``), line by line in reading order; ``lines`` is empty
+    when the frame has no readable text."""
+
+    type: Literal["ocr"] = "ocr"
+    lines: list[TextLine]
 
 
 STATUS_STATES = ("started", "connecting", "live", "stalled", "reconnecting", "ended", "failed", "removed")
@@ -270,13 +290,13 @@ class ErrorEvent(_Event):
 
 
 Event = Annotated[CaptionEvent | DetectionsEvent | QueryEvent | QueryMatchEvent | StatusEvent | ErrorEvent
-                  | EmbeddingEvent | ThumbnailEvent | TrackEvent | ZoneEvent | LineEvent | WindowEvent,
+                  | EmbeddingEvent | ThumbnailEvent | OcrEvent | TrackEvent | ZoneEvent | LineEvent | WindowEvent,
                   Field(discriminator="type")]
 _EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
 EVENT_TYPES = {"caption": CaptionEvent, "detections": DetectionsEvent, "query": QueryEvent,
                "query_match": QueryMatchEvent, "status": StatusEvent, "error": ErrorEvent,
                "embedding": EmbeddingEvent, "thumbnail": ThumbnailEvent, "track": TrackEvent, "zone": ZoneEvent,
-               "line": LineEvent, "window": WindowEvent}
+               "line": LineEvent, "window": WindowEvent, "ocr": OcrEvent}
 
 # A record ready for the producer: (topic, key, value, headers)
 Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
@@ -322,6 +342,12 @@ def _boxes(d: Detections, track_ids: Any = None) -> list[Box]:
     return [Box(label=str(lbl), score=_score(s), box=tuple(round(float(v), 2) for v in xy),  # type: ignore[arg-type]
                 track_id=t)
             for xy, s, lbl, t in zip(d.xyxy, d.score, d.label, tids, strict=True)]
+
+
+def _lines(t: TextLines) -> list[TextLine]:
+    return [TextLine(text=str(txt), score=round(float(s), 4), box=tuple(round(float(v), 2) for v in xy),  # type: ignore[arg-type]
+                     polygon=[(round(float(x), 2), round(float(y), 2)) for x, y in poly])
+            for poly, xy, txt, s in zip(t.polygon, t.xyxy, t.text, t.score, strict=True)]
 
 
 def build_frame_events(
@@ -374,6 +400,10 @@ def build_frame_events(
             vec = np.round(out.embeddings.vectors[row].astype(np.float64), 6).tolist()
             events.append(EmbeddingEvent(event_id=event_id(sid, pts, "embed", m), model=m, dim=len(vec),
                                          normalized=out.embeddings.normalized, vector=vec, **common))
+        if out.text is not None and (tasks is None or "ocr" in tasks):
+            m = out.models.get("ocr", "")
+            events.append(OcrEvent(event_id=event_id(sid, pts, "ocr", m), model=m,
+                                   lines=_lines(out.text.for_frame(row)), **common))
     return events
 
 

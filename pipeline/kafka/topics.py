@@ -89,6 +89,7 @@ def plan_topics(spec: PipelineSpec) -> list[TopicPlan]:
         ("captions", names.captions, "events"), ("detections", names.detections, "events"),
         ("queries", names.queries, "events"), ("errors", names.errors, "events"),
         ("embeddings", names.embeddings, "events"), ("thumbnails", names.thumbnails, "events"),
+        ("ocr", names.ocr, "events"),
         ("tracks", names.tracks, "events"), ("zones", names.zones, "events"), ("windows", names.windows, "events"),
         ("status", names.status, "status"), ("checkpoints", names.checkpoints, "checkpoints"),
     ]

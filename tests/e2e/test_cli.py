@@ -42,6 +42,11 @@ def test_run_default_profile_on_real_clip_then_tail(env: dict[str, str], bikes: 
     events = [json.loads(line) for line in t.stdout.splitlines()]
     assert len(events) == 6 and all(e["type"] == "detections" and e["run_id"] == s["run_id"] for e in events)
     assert [e["pts"] for e in events] == sorted(e["pts"] for e in events)
+    assert s["delivery"]["per_topic"][f"{prefix}.ocr"] == 6  # the default profile reads text beside CenterNet
+    o = fw(["tail", "--type", "ocr", "--from-beginning", "--json", "--max", "6", "--idle-timeout", "10"], env)
+    assert o.returncode == 0, o.stderr[-2000:]
+    ocr = [json.loads(line) for line in o.stdout.splitlines()]
+    assert len(ocr) == 6 and all(e["type"] == "ocr" and e["model"].startswith("rapidocr") for e in ocr)
 
 
 def test_bad_input_exit_3_and_others_complete(env: dict[str, str], ramp_video: Path, tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ class ModelActor:
         try:
             out = self.model(run)
             events = build_frame_events(run, out, run_id=self.run_id, uris=self.uris,
-                                        tasks=("caption", "embed") + (("query",) if self.per_frame_queries else ()))
+                                        tasks=("caption", "embed", "ocr") + (("query",) if self.per_frame_queries else ()))
             if self.thumbnails:
                 events += build_thumbnail_events(run, run_id=self.run_id, uris=self.uris, **self.thumbnails)
         except Exception as exc:  # noqa: BLE001 - a poison batch yields error events, the run goes on

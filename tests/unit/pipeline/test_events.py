@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from operators.frames import FrameBatch
-from operators.results import Captions, Detections, ModelOutput, QueryAnswers
+from operators.results import Captions, Detections, ModelOutput, QueryAnswers, TextLines
 from pipeline.events import (
     CaptionEvent,
     DetectionsEvent,
+    OcrEvent,
     QueryEvent,
     Topics,
     build_frame_events,
@@ -77,3 +78,19 @@ def test_mismatched_output_is_rejected() -> None:
 def test_parse_rejects_foreign_values() -> None:
     with pytest.raises(ValueError):
         parse_event(b'{"type": "caption"}')
+
+
+def test_ocr_lines_become_one_event_per_frame_on_the_ocr_topic() -> None:
+    quad = [[10, 20], [90, 20], [90, 40], [10, 40]]
+    text = TextLines([1, 1], [quad, np.add(quad, 50)], ["EXIT 12", "PIZZA"], [0.97, 0.81])
+    out = ModelOutput(n_frames=2, text=text, models={"ocr": "m/ocr"})
+    evs = build_frame_events(batch(), out, run_id="r", uris={}, now=1.0)
+    assert [(e.type, e.frame_index) for e in evs] == [("ocr", 0), ("ocr", 1)]
+    assert isinstance(evs[1], OcrEvent) and evs[0].lines == []  # type: ignore[attr-defined]
+    first = evs[1].lines[0]
+    assert (first.text, first.score, first.box) == ("EXIT 12", 0.97, (10.0, 20.0, 90.0, 40.0))
+    assert first.polygon == [(10.0, 20.0), (90.0, 20.0), (90.0, 40.0), (10.0, 40.0)]
+    topic, _, value, headers = to_record(evs[1], Topics("fw"))
+    assert topic == "fw.ocr" and dict(headers)["ce_type"] == b"io.framewire.ocr.v1"
+    assert parse_event(value) == evs[1]
+    assert "fw.ocr" in Topics("fw").all()
