@@ -1,4 +1,4 @@
-"""BLIP: captions (``BlipForConditionalGeneration``), yes/no queries and free-form answers (``BlipForQuestionAnswering``).
+"""BLIP: captions (``BlipForConditionalGeneration``), yes/no queries and answers (``BlipForQuestionAnswering``).
 
 BLIP ships one checkpoint per task: a captioning one (e.g. ``Salesforce/blip-image-captioning-base``)
 runs ``caption``; a VQA one (e.g. ``Salesforce/blip-vqa-base``) runs ``query`` and ``ask``. Each batch
@@ -73,7 +73,8 @@ class BlipModel(VisionModel):
         arch = (AutoConfig.from_pretrained(local).architectures or [""])[0]
         if arch not in _KINDS:
             raise OSError(f"{local} holds a {arch or 'model without architectures'} checkpoint; the blip family "
-                          f"loads {sorted(_KINDS)} (e.g. Salesforce/blip-image-captioning-base, Salesforce/blip-vqa-base)")
+                          f"loads {sorted(_KINDS)} (e.g. Salesforce/blip-image-captioning-base, "
+                          "Salesforce/blip-vqa-base)")
         wrong = [t for t in self.tasks if t not in _KINDS[arch]]
         if wrong:
             raise ValueError(f"{local} is a {arch} checkpoint: it runs {list(_KINDS[arch])}, not {wrong}; "

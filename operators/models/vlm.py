@@ -29,7 +29,7 @@ from operators.models.device import frames_to_device, select_device
 from operators.models.weights import resolve_weights
 from operators.results import Answers, Captions, ModelOutput, QueryAnswers
 
-__all__ = ["VLMModel", "parse_yes_no"]
+__all__ = ["LlavaModel", "VLMModel", "parse_yes_no"]
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,8 @@ class VLMModel(VisionModel):
         mnt = self.options.get("max_new_tokens", {})
         per_task = mnt if isinstance(mnt, dict) else dict.fromkeys(self.default_max_new_tokens, mnt)
         if set(per_task) - set(self.default_max_new_tokens):
-            raise ValueError(f"vlm option max_new_tokens: keys {sorted(per_task)}; use {list(self.default_max_new_tokens)}")
+            raise ValueError(f"{self.family} option max_new_tokens: keys {sorted(per_task)}; "
+                             f"use {list(self.default_max_new_tokens)}")
         self.max_new_tokens = {**self.default_max_new_tokens, **{k: int(v) for k, v in per_task.items()}}
         if min(self.max_new_tokens.values()) < 1:
             raise ValueError(f"vlm option max_new_tokens must be >= 1, got {self.max_new_tokens}")
@@ -263,28 +264,32 @@ class VLMModel(VisionModel):
         import torch
 
         if self._model is None:
-            raise RuntimeError("VLMModel.setup() must run before the model is called")
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before the model is called")
         n = len(batch)
         out = ModelOutput(n_frames=n, models=dict.fromkeys(self.tasks, self.model_id or str(self.path)))
-        qs = list(self.queries)
         with torch.inference_mode():
-            feats = self.image_features(batch.pixels) if n else None
-            if "caption" in self.tasks:
-                texts, _ = self.generate(feats, [self.caption_prompt], self.max_new_tokens["caption"],
-                                         frame_size=(batch.height, batch.width))
-                out.captions = Captions(texts[0], kind="model")
-            if "query" in self.tasks:
-                prompts = [self.query_template.format(query=q) for q in qs]
-                texts, scores = self.generate(feats, prompts, self.max_new_tokens["query"],
-                                              frame_size=(batch.height, batch.width), score=True)
-                matched = np.array([[parse_yes_no(t) is True for t in row] for row in texts], bool).reshape(len(qs), n)
-                out.queries = QueryAnswers(qs, matched, scores.reshape(len(qs), n), None)
-            if "ask" in self.tasks:
-                asks = list(self.questions)
-                texts, _ = self.generate(feats, [self.question_template.format(question=q) for q in asks],
-                                         self.max_new_tokens["ask"], frame_size=(batch.height, batch.width))
-                out.answers = Answers(asks, [list(row) if n else [] for row in texts])
+            self.run_tasks(batch, self.image_features(batch.pixels) if n else None, out)
         return out
+
+    def run_tasks(self, batch: FrameBatch, feats: dict[str, Any] | None, out: ModelOutput) -> None:
+        """Fill ``out`` with every task's results from the batch's one vision pass ``feats``."""
+        n = len(batch)
+        qs = list(self.queries)
+        if "caption" in self.tasks:
+            texts, _ = self.generate(feats, [self.caption_prompt], self.max_new_tokens["caption"],
+                                     frame_size=(batch.height, batch.width))
+            out.captions = Captions(texts[0], kind="model")
+        if "query" in self.tasks:
+            prompts = [self.query_template.format(query=q) for q in qs]
+            texts, scores = self.generate(feats, prompts, self.max_new_tokens["query"],
+                                          frame_size=(batch.height, batch.width), score=True)
+            matched = np.array([[parse_yes_no(t) is True for t in row] for row in texts], bool).reshape(len(qs), n)
+            out.queries = QueryAnswers(qs, matched, scores.reshape(len(qs), n), None)
+        if "ask" in self.tasks:
+            asks = list(self.questions)
+            texts, _ = self.generate(feats, [self.question_template.format(question=q) for q in asks],
+                                     self.max_new_tokens["ask"], frame_size=(batch.height, batch.width))
+            out.answers = Answers(asks, [list(row) if n else [] for row in texts])
 
     def image_features(self, pixels: np.ndarray) -> dict[str, Any]:
         """Image inputs of uint8 ``[N, H, W, 3]`` frames, and their image tokens from one vision pass.
@@ -387,8 +392,11 @@ class VLMModel(VisionModel):
         return self._prompts[key]
 
     def generate(self, feats: dict[str, Any] | None, prompts: Sequence[str], max_new_tokens: int, *,
-                 frame_size: tuple[int, int], score: bool = False) -> tuple[list[list[str]], np.ndarray]:
-        """Texts ``[P][N]`` (prompt p on frame n) and, with ``score``, P(yes) ``[P, N]`` (NaN otherwise)."""
+                 frame_size: tuple[int, int], score: bool = False,
+                 raw: bool = False) -> tuple[list[list[str]], np.ndarray]:
+        """Texts ``[P][N]`` (prompt p on frame n) and, with ``score``, P(yes) ``[P, N]`` (NaN otherwise).
+
+        ``raw`` keeps special tokens (a family's location or mask tokens) in the text."""
         import torch
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -412,23 +420,39 @@ class VLMModel(VisionModel):
                 if grid is not None:  # Qwen2-VL places image tokens in 3-D RoPE by each frame's grid
                     kwargs["image_grid_thw"] = grid[fi.to(grid.device)]
                 per_row: Any = [feats["features"][i] for i in fi.tolist()]  # one tensor of image tokens a row
+                if self._model_type == "paligemma":  # its forward takes one [rows, tokens, dim] tensor
+                    per_row = torch.stack(per_row)
                 image = BaseModelOutputWithPooling(pooler_output=per_row)
                 kwargs["mm_encoder_outputs"] = {"image": image}
             res = self._model.generate(**kwargs, max_new_tokens=max_new_tokens,
                                        do_sample=False, num_beams=1, pad_token_id=self._pad,
                                        return_dict_in_generate=True, output_logits=yes_no)
-            texts.extend(self._decode(res.sequences[:, width:]))
+            texts.extend(self._decode(res.sequences[:, width:], raw))
             if yes_no:
                 logp = torch.log_softmax(res.logits[0].float(), dim=-1)
                 margin = torch.logsumexp(logp[:, self._yes], -1) - torch.logsumexp(logp[:, self._no], -1)
                 scores.reshape(-1)[chunk.numpy()] = torch.sigmoid(margin).cpu().numpy()
         return [texts[i * n:(i + 1) * n] for i in range(p)], scores
 
-    def _decode(self, seqs: Any) -> list[str]:
+    def _decode(self, seqs: Any, raw: bool = False) -> list[str]:
         """Generated tokens to text, cut at the first end of sequence."""
         out = []
         for row in seqs.tolist():
             stop = next((i for i, t in enumerate(row) if t in self._eos), len(row))
-            text = self._tok.decode(row[:stop], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            row = [t for t in row[:stop] if t != self._pad]
+            text = self._tok.decode(row, skip_special_tokens=not raw, clean_up_tokenization_spaces=False)
             out.append(" ".join(text.split()))
         return out
+
+
+class LlavaModel(VLMModel):
+    """LLaVA 1.5 / NeXT / OneVision under their own family name: the vlm path, refusing other checkpoints."""
+
+    family: ClassVar[str] = "llava"
+    default_id: ClassVar[str] = "llava-hf/llava-1.5-7b-hf"
+
+    def setup(self) -> None:
+        super().setup()
+        if not self._model_type.startswith("llava"):
+            raise OSError(f"{self.path or self.model_id} is a {self._model_type!r} checkpoint, not LLaVA; "
+                          "use family vlm for other chat VLMs")

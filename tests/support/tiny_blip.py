@@ -52,8 +52,8 @@ def build_tiny_blip(dst_dir: str | os.PathLike[str], kind: str = "caption", *, s
     cls = BlipForConditionalGeneration if kind == "caption" else BlipForQuestionAnswering
     model = cls(config).eval()
     ip = BlipImageProcessorPil(size={"height": TINY_BLIP_SIZE, "width": TINY_BLIP_SIZE}, do_rescale=True,
-                               rescale_factor=1 / 255, do_normalize=True, image_mean=[0.48145466, 0.4578275, 0.40821073],
-                               image_std=[0.26862954, 0.26130258, 0.27577711], do_convert_rgb=True)
+                               rescale_factor=1 / 255, do_normalize=True, image_mean=[0.481, 0.458, 0.408],
+                               image_std=[0.269, 0.261, 0.276], do_convert_rgb=True)
     model.save_pretrained(dst)
     BlipProcessor(image_processor=ip, tokenizer=tok).save_pretrained(dst)
     return dst
