@@ -4,6 +4,7 @@ BLIP ships one checkpoint per task: a captioning one (e.g. ``Salesforce/blip-ima
 runs ``caption``; a VQA one (e.g. ``Salesforce/blip-vqa-base``) runs ``query`` and ``ask``. Each batch
 runs the ViT once; the caption decoder, or the question encoder of every (question, frame) pair, then
 cross-attends to those image tokens (what the upstream ``generate`` does, minus its own vision pass).
+Questions run one at a time over all the batch's frames (no padding between questions).
 A query asks the query as a question; matched = the answer reads yes; score = P(yes) / (P(yes) + P(no))
 over the first answer token.
 """
@@ -176,26 +177,27 @@ class BlipModel(VisionModel):
         scores = np.full((q, n), math.nan, np.float32)
         if q == 0 or n == 0:
             return [[] for _ in questions], scores
-        enc = self._tok(list(questions), padding=True, return_tensors="pt").to(self._device)
         yes_no = score and bool(self._yes) and bool(self._no)
         texts: list[str] = []
-        for chunk in torch.arange(q * n).split(self.max_rows):  # row r = question r // n on frame r % n
-            qi, fi = (chunk // n).to(self._device), (chunk % n).to(self._device)
-            img = feats[fi]
-            mask = enc["attention_mask"][qi]
-            qemb = self._model.text_encoder(input_ids=enc["input_ids"][qi], attention_mask=mask,
-                                            encoder_hidden_states=img, encoder_attention_mask=self._ones(img),
-                                            return_dict=True).last_hidden_state
-            start = torch.full((len(chunk), 1), self._model.decoder_start_token_id, device=self._device)
-            res = self._model.text_decoder.generate(
-                input_ids=start, eos_token_id=self._sep, pad_token_id=self._pad, encoder_hidden_states=qemb,
-                encoder_attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                return_dict_in_generate=True, output_logits=yes_no)
-            texts.extend(self._decode(res.sequences))
-            if yes_no:
-                logp = torch.log_softmax(res.logits[0].float(), dim=-1)
-                margin = torch.logsumexp(logp[:, self._yes], -1) - torch.logsumexp(logp[:, self._no], -1)
-                scores.reshape(-1)[chunk.numpy()] = torch.sigmoid(margin).cpu().numpy()
+        # one question at a time over all frames, unpadded as upstream generate runs it: padded question rows
+        # decoded differently from unpadded ones (seen on the tiny checkpoint), so a batch never mixes lengths
+        for qi, question in enumerate(questions):
+            ids = self._tok([question], return_tensors="pt")["input_ids"].to(self._device)
+            for chunk in torch.arange(n).split(self.max_rows):
+                img = feats[chunk.to(self._device)]
+                qemb = self._model.text_encoder(input_ids=ids.expand(len(chunk), -1), encoder_hidden_states=img,
+                                                encoder_attention_mask=self._ones(img),
+                                                return_dict=True).last_hidden_state
+                start = torch.full((len(chunk), 1), self._model.decoder_start_token_id, device=self._device)
+                res = self._model.text_decoder.generate(
+                    input_ids=start, eos_token_id=self._sep, pad_token_id=self._pad, encoder_hidden_states=qemb,
+                    encoder_attention_mask=self._ones(qemb), max_new_tokens=max_new_tokens, do_sample=False,
+                    num_beams=1, return_dict_in_generate=True, output_logits=yes_no)
+                texts.extend(self._decode(res.sequences))
+                if yes_no:
+                    logp = torch.log_softmax(res.logits[0].float(), dim=-1)
+                    margin = torch.logsumexp(logp[:, self._yes], -1) - torch.logsumexp(logp[:, self._no], -1)
+                    scores[qi, chunk.numpy()] = torch.sigmoid(margin).cpu().numpy()
         return [texts[i * n:(i + 1) * n] for i in range(q)], scores
 
     def _ones(self, img: Any) -> Any:
