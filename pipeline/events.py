@@ -22,7 +22,8 @@ from operators.frames import FrameBatch
 from operators.results import Detections, ModelOutput, Segment
 
 __all__ = [
-    "SCHEMA_VERSION", "AnswerEvent", "CaptionEvent", "DetectionsEvent", "Mask", "QueryEvent", "QueryMatchEvent", "StatusEvent",
+    "SCHEMA_VERSION", "CaptionEvent", "DetectionsEvent", "QueryEvent", "QueryMatchEvent", "StatusEvent",
+    "AnswerEvent", "Mask",
     "ErrorEvent", "EmbeddingEvent", "ThumbnailEvent", "build_thumbnail_events",
     "Event", "Record", "Topics", "event_id", "build_frame_events", "build_match_event", "to_record", "parse_event",
 ]
