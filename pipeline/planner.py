@@ -128,6 +128,7 @@ class Pipeline:
         opts = dict(m.options)
         opts.setdefault("threads", max(1, int(m.cpus)))
         return dict(model_id=m.id, path=m.path, tasks=list(m.tasks), queries=list(self.spec.queries),
+                    questions=list(self.spec.questions),
                     device=m.device, dtype=m.dtype, batch_size=m.batch_size, **opts)
 
     def _start_actors(self) -> None:
