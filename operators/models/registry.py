@@ -18,7 +18,7 @@ _BUILTIN: dict[str, str] = {
     "florence2": "operators.models.florence2:Florence2Model",
     "centernet": "operators.models.centernet:CenterNetModel",
     "vlm": "operators.models.vlm:VLMModel",
-    "llava": "operators.models.vlm:LlavaModel",
+    "llava": "operators.models.llava:LlavaModel",
     "blip": "operators.models.blip:BlipModel",
     "paligemma": "operators.models.paligemma:PaliGemmaModel",
     "embedding": "operators.models.embedding:EmbeddingModel",

@@ -29,7 +29,7 @@ from operators.models.device import frames_to_device, select_device
 from operators.models.weights import resolve_weights
 from operators.results import Answers, Captions, ModelOutput, QueryAnswers
 
-__all__ = ["LlavaModel", "VLMModel", "parse_yes_no"]
+__all__ = ["VLMModel", "parse_yes_no"]
 
 log = logging.getLogger(__name__)
 
@@ -444,15 +444,3 @@ class VLMModel(VisionModel):
             out.append(" ".join(text.split()))
         return out
 
-
-class LlavaModel(VLMModel):
-    """LLaVA 1.5 / NeXT / OneVision under their own family name: the vlm path, refusing other checkpoints."""
-
-    family: ClassVar[str] = "llava"
-    default_id: ClassVar[str] = "llava-hf/llava-1.5-7b-hf"
-
-    def setup(self) -> None:
-        super().setup()
-        if not self._model_type.startswith("llava"):
-            raise OSError(f"{self.path or self.model_id} is a {self._model_type!r} checkpoint, not LLaVA; "
-                          "use family vlm for other chat VLMs")

@@ -16,8 +16,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from operators.frames import FrameBatch  # noqa: E402
+from operators.models.llava import LlavaModel  # noqa: E402
 from operators.models.registry import get  # noqa: E402
-from operators.models.vlm import LlavaModel, VLMModel  # noqa: E402
+from operators.models.vlm import VLMModel  # noqa: E402
 from tests.support.tiny_llava import TINY_LLAVA_SIZE, build_tiny_llava  # noqa: E402
 
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
