@@ -45,6 +45,7 @@ class BlipModel(VisionModel):
     supported_tasks: ClassVar[tuple[str, ...]] = ("caption", "query", "ask")
 
     def __init__(self, **kwargs: Any) -> None:
+        self._tasks_given = kwargs.get("tasks") is not None  # else: what the checkpoint's kind runs (at setup)
         super().__init__(**kwargs)
         bad = sorted(set(self.options) - set(OPTIONS))
         if bad:
@@ -76,6 +77,8 @@ class BlipModel(VisionModel):
             raise OSError(f"{local} holds a {arch or 'model without architectures'} checkpoint; the blip family "
                           f"loads {sorted(_KINDS)} (e.g. Salesforce/blip-image-captioning-base, "
                           "Salesforce/blip-vqa-base)")
+        if not self._tasks_given:
+            self.tasks = _KINDS[arch]
         wrong = [t for t in self.tasks if t not in _KINDS[arch]]
         if wrong:
             raise ValueError(f"{local} is a {arch} checkpoint: it runs {list(_KINDS[arch])}, not {wrong}; "

@@ -74,6 +74,10 @@ def test_checkpoint_kind_decides_the_tasks(dirs: dict[str, Path]) -> None:
     m = BlipModel(model_id="x", path=str(dirs["caption"]), device="cpu", tasks=["caption", "ask"])
     with pytest.raises(ValueError, match="BlipForConditionalGeneration checkpoint"):
         m.setup()
+    for kind, tasks in (("caption", ("caption",)), ("vqa", ("query", "ask"))):
+        m = BlipModel(model_id="x", path=str(dirs[kind]), device="cpu")  # no tasks: what the checkpoint runs
+        m.setup()
+        assert m.tasks == tasks
 
 
 def test_torch_preprocessing_matches_the_image_processor(captioner: BlipModel) -> None:
