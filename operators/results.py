@@ -7,11 +7,29 @@ hold arrays and know how to select the rows of one frame.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Captions", "Detections", "Embeddings", "ModelOutput", "QueryAnswers", "TextLines"]
+__all__ = ["Answers", "Captions", "Detections", "Embeddings", "ModelOutput", "QueryAnswers", "Segment", "TextLines"]
+
+MaskSource = Literal["decoder", "polygon", "box"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One box's instance mask in source pixels: COCO RLE (``operators.masks``) over ``size = (h, w)``.
+
+    ``source`` says where the mask came from: ``decoder`` (a mask decoder, e.g. PaliGemma's VQ-VAE),
+    ``polygon`` (polygons the model drew, e.g. Florence-2; kept in ``polygons``, flat x,y lists in
+    source pixels) or ``box`` (no mask model: the box itself, a stand-in, not a segmentation).
+    """
+
+    size: tuple[int, int]
+    counts: str
+    source: MaskSource
+    polygons: tuple[tuple[float, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -20,12 +38,14 @@ class Detections:
 
     Boxes are ``xyxy`` in source-frame pixels (the original frame, not the model input).
     ``score`` is NaN where the model gives no confidence (Florence-2 does not).
+    ``masks`` (optional) holds one Segment per box, or None for a box without one.
     """
 
     frame: npt.NDArray[np.int64]
     xyxy: npt.NDArray[np.float32]
     score: npt.NDArray[np.float32]
     label: npt.NDArray[np.str_]
+    masks: tuple[Segment | None, ...] | None = None
 
     def __post_init__(self) -> None:
         m = len(self.frame)
@@ -34,6 +54,10 @@ class Detections:
         set_(self, "xyxy", np.asarray(self.xyxy, np.float32).reshape(m, 4))
         set_(self, "score", np.asarray(self.score, np.float32).reshape(m))
         set_(self, "label", np.asarray(self.label, np.str_).reshape(m))
+        if self.masks is not None:
+            set_(self, "masks", tuple(self.masks))
+            if len(self.masks) != m:
+                raise ValueError(f"Detections.masks has {len(self.masks)} entries for {m} boxes")
 
     @classmethod
     def empty(cls) -> Detections:
@@ -43,19 +67,27 @@ class Detections:
     def concat(cls, parts: list[Detections]) -> Detections:
         if not parts:
             return cls.empty()
+        masks = None
+        if any(p.masks is not None for p in parts):
+            masks = tuple(mk for p in parts for mk in (p.masks if p.masks is not None else (None,) * len(p)))
         return cls(
             np.concatenate([p.frame for p in parts]),
             np.concatenate([p.xyxy for p in parts]),
             np.concatenate([p.score for p in parts]),
             np.concatenate([p.label for p in parts]),
+            masks,
         )
 
     def __len__(self) -> int:
         return len(self.frame)
 
     def for_frame(self, row: int) -> Detections:
-        mask = self.frame == row
-        return Detections(self.frame[mask], self.xyxy[mask], self.score[mask], self.label[mask])
+        return self.select(self.frame == row)
+
+    def select(self, keep: npt.NDArray[np.bool_]) -> Detections:
+        """The boxes where ``keep`` is true, masks included."""
+        masks = None if self.masks is None else tuple(m for m, k in zip(self.masks, keep, strict=True) if k)
+        return Detections(self.frame[keep], self.xyxy[keep], self.score[keep], self.label[keep], masks)
 
 
 @dataclass(frozen=True)
@@ -79,6 +111,20 @@ class QueryAnswers:
     matched: npt.NDArray[np.bool_]
     score: npt.NDArray[np.float32]
     boxes: Detections | None = None
+
+
+@dataclass(frozen=True)
+class Answers:
+    """Free-form answers of Q standing questions on N frames: ``text[q][n]`` (task ``ask``)."""
+
+    questions: list[str]
+    text: list[list[str]]
+
+    def __post_init__(self) -> None:
+        if len(self.text) != len(self.questions):
+            raise ValueError(f"Answers has {len(self.text)} rows of text for {len(self.questions)} questions")
+        if len({len(r) for r in self.text}) > 1:
+            raise ValueError("Answers rows must all cover the same frames")
 
 
 @dataclass(frozen=True)
@@ -163,3 +209,4 @@ class ModelOutput:
     models: dict[str, str] = field(default_factory=dict)
     embeddings: Embeddings | None = None
     text: TextLines | None = None  # task ocr
+    answers: Answers | None = None

@@ -52,7 +52,7 @@ class ModelSpec(_Strict):
     name: str = Field("centernet", description="model family (framewire models list) or module:Class")
     id: str = Field("", description="model id (hub id or local dir)")
     path: str | None = Field(None, description="local directory with the weights (wins over id)")
-    tasks: list[Literal["caption", "detect", "query", "embed", "ocr"]] = ["caption", "detect", "query"]
+    tasks: list[Literal["caption", "detect", "query", "embed", "ocr", "ask"]] = ["caption", "detect", "query"]
     batch_size: int = Field(8, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -147,6 +147,8 @@ class PipelineSpec(_Strict):
     decode: DecodeSpec = DecodeSpec()
     model: ModelSpec = ModelSpec()
     queries: list[str] = Field(default_factory=list, description="standing free-text queries")
+    questions: list[str] = Field(default_factory=list, description="standing questions answered in free text "
+                                 "on every frame (task ask), e.g. 'how many people are waiting?'")
     batching: BatchingSpec = BatchingSpec()
     live: LiveSpec = LiveSpec()
     thumbnails: ThumbnailSpec = ThumbnailSpec()

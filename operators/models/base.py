@@ -10,11 +10,14 @@ from operators.results import ModelOutput
 
 __all__ = ["TASKS", "VisionModel"]
 
-TASKS = ("caption", "detect", "query", "embed", "ocr")  # every task a family may support
+TASKS = ("caption", "detect", "query", "embed", "ocr", "ask")  # every task a family may support
 
 
 class VisionModel(Operator[ModelOutput]):
-    """A model that runs some of ``caption``, ``detect``, ``query`` and ``embed`` on a FrameBatch.
+    """A model that runs some of ``caption``, ``detect``, ``query``, ``embed`` and ``ask`` on a FrameBatch.
+
+    ``queries`` are yes/no standing queries (task ``query``); ``questions`` are standing questions
+    answered in free text on every frame (task ``ask``).
 
     Subclasses set ``family`` and ``supported_tasks`` and implement ``__call__``.
     ``input_size`` is the ``(height, width)`` frames should be resized to on decode, so
@@ -39,6 +42,7 @@ class VisionModel(Operator[ModelOutput]):
         path: str | None = None,
         tasks: Sequence[str] | None = None,  # None: every supported task
         queries: Sequence[str] = (),
+        questions: Sequence[str] = (),
         device: str = "auto",
         dtype: str = "auto",
         batch_size: int | None = None,
@@ -54,6 +58,7 @@ class VisionModel(Operator[ModelOutput]):
         self.path = path
         self.tasks = tuple(tasks)
         self.queries: list[str] = list(queries)
+        self.questions: list[str] = list(questions)
         self.device = device
         self.dtype = dtype
         if batch_size is not None:
@@ -69,3 +74,7 @@ class VisionModel(Operator[ModelOutput]):
     def set_queries(self, queries: Sequence[str]) -> None:
         """Replace the standing free-text queries answered on every frame."""
         self.queries = list(queries)
+
+    def set_questions(self, questions: Sequence[str]) -> None:
+        """Replace the standing free-form questions answered on every frame (task ``ask``)."""
+        self.questions = list(questions)

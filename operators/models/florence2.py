@@ -18,12 +18,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from operators.frames import FrameBatch
+from operators.geometry import to_source_xyxy
+from operators.masks import compress_counts, encode_rle, polygon_mask
 from operators.models.base import VisionModel
 from operators.models.device import frames_to_device, select_device
 from operators.models.weights import resolve_weights
-from operators.results import Captions, Detections, ModelOutput, QueryAnswers
+from operators.results import Captions, Detections, ModelOutput, QueryAnswers, Segment
 
-__all__ = ["CAPTION_TASKS", "Florence2Model", "clean_text", "parse_locations"]
+__all__ = ["CAPTION_TASKS", "Florence2Model", "clean_text", "parse_locations", "parse_polygons"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ PROMPTS = {
     "<OD>": "Locate the objects with category name in the image.",
     "<CAPTION_TO_PHRASE_GROUNDING>": "Locate the phrases in the caption: {input}",
     "<OPEN_VOCABULARY_DETECTION>": "Locate {input} in the image.",
+    "<REFERRING_EXPRESSION_SEGMENTATION>": "Locate {input} in the image with mask",
 }
 # option caption_detail -> task token; "ocr" makes the caption the text read in the frame.
 CAPTION_TASKS = {"short": "<CAPTION>", "detailed": "<DETAILED_CAPTION>",
@@ -44,7 +47,7 @@ CAPTION_TASKS = {"short": "<CAPTION>", "detailed": "<DETAILED_CAPTION>",
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEFAULT_MAX_NEW_TOKENS = {"caption": 64, "detect": 256, "query": 256}
 OPTIONS = ("threads", "caption_detail", "max_new_tokens", "detect_classes", "max_rows", "attn_implementation",
-           "share_vision")
+           "share_vision", "segment_phrases")
 
 _NATIVE = ("use a transformers-native conversion such as florence-community/Florence-2-base "
            "(the original microsoft/Florence-2-* repositories need trust_remote_code, which framewire does not run)")
@@ -93,6 +96,26 @@ def parse_locations(text: str, width: float, height: float, *,
     return labels, xyxy.astype(np.float32)
 
 
+def parse_polygons(text: str, width: float, height: float, *, bins: int = LOC_BINS) -> list[np.ndarray]:
+    """Polygons (flat float64 ``x1, y1, x2, y2, ...`` in ``width`` x ``height`` pixels) of Florence-2
+    ``<REFERRING_EXPRESSION_SEGMENTATION>`` output: ``<loc_x><loc_y>`` pairs, polygons split by ``<sep>``
+    (optionally inside ``<poly>...</poly>``), bins at their centres as the processor dequantizes them;
+    a trailing odd coordinate is dropped, and so is a polygon of fewer than 3 points.
+
+    >>> [p.tolist() for p in parse_polygons("x<loc_0><loc_0><loc_999><loc_0><loc_499><loc_999></s>", 1000, 100)]
+    [[0.5, 0.05, 999.5, 0.05, 499.5, 99.95]]
+    """
+    out = []
+    for piece in re.split(r"<sep>|</?poly>", text):
+        vals = [min(int(v), bins - 1) for v in re.findall(r"<loc_(\d+)>", piece)]
+        vals = vals[: len(vals) // 2 * 2]
+        if len(vals) < 6:
+            continue
+        xy = (np.asarray(vals, np.float64).reshape(-1, 2) + 0.5) / bins * np.array([width, height])
+        out.append(xy.reshape(-1))
+    return out
+
+
 def _field(size: Any, key: str) -> Any:
     """A key of an image processor's size (a dict or a SizeDict), None when absent."""
     return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
@@ -111,7 +134,9 @@ class Florence2Model(VisionModel):
     ``detect_classes`` (list: open-vocabulary detection of these names instead of ``<OD>``),
     ``max_rows`` (sequences per generate call, default 64), ``attn_implementation`` (sdpa),
     ``share_vision`` (default true: one vision pass per frame for all tasks; false re-encodes
-    the frames for every task, which is what the benchmark compares against).
+    the frames for every task, which is what the benchmark compares against), ``segment_phrases``
+    (list: task ``detect`` also runs ``<REFERRING_EXPRESSION_SEGMENTATION>`` per phrase, a box and a
+    polygon mask per frame where found). Florence-2 has no VQA task upstream: no ``ask``.
     """
 
     family: ClassVar[str] = "florence2"
@@ -136,6 +161,7 @@ class Florence2Model(VisionModel):
                              f"use {list(DEFAULT_MAX_NEW_TOKENS)}")
         self.max_new_tokens = {**DEFAULT_MAX_NEW_TOKENS, **{k: int(v) for k, v in per_task.items()}}
         self.detect_classes: list[str] = [str(c) for c in self.options.get("detect_classes", ())]
+        self.segment_phrases: list[str] = [str(c) for c in self.options.get("segment_phrases", ())]
         self.share_vision = bool(self.options.get("share_vision", True))
         self.max_rows = int(self.options.get("max_rows", 64))
         if self.max_rows < 1:
@@ -227,6 +253,12 @@ class Florence2Model(VisionModel):
                 else:
                     texts = self._generate(vision(), ["<OD>"], [""], self.max_new_tokens["detect"])
                     out.detections = self._boxes(texts[0], w, h)
+                if self.segment_phrases:
+                    res = "<REFERRING_EXPRESSION_SEGMENTATION>"
+                    texts = self._generate(vision(), [res] * len(self.segment_phrases), self.segment_phrases,
+                                           self.max_new_tokens["detect"])
+                    segs = [self.segments(texts[i], batch, p) for i, p in enumerate(self.segment_phrases)]
+                    out.detections = Detections.concat([out.detections, *segs])
             if "query" in self.tasks:
                 out.queries = self._queries(vision(), n, w, h)
         return out
@@ -318,3 +350,30 @@ class Florence2Model(VisionModel):
         for qi, d in enumerate(per_query):
             matched[qi, d.frame] = True
         return QueryAnswers(qs, matched, np.full((len(qs), n), np.nan, np.float32), Detections.concat(per_query))
+
+    @staticmethod
+    def segments(texts: list[str], batch: FrameBatch, phrase: str) -> Detections:
+        """One box + polygon mask per frame where ``phrase`` was segmented (``<REFERRING_EXPRESSION_SEGMENTATION>``).
+
+        Polygons are parsed in model-input pixels and mapped to source pixels with the source's resize mode
+        (``batch.meta[source]["resize"]``, default stretch); the box is the polygons' bounds.
+        """
+        frames, xyxy, masks = [], [], []
+        in_w, in_h = batch.width, batch.height
+        for row, text in enumerate(texts):
+            polys = parse_polygons(text, in_w, in_h)
+            if not polys:
+                continue
+            sw, sh = int(batch.orig_width[row]), int(batch.orig_height[row])
+            mode = batch.meta.get(str(batch.source_id[row]), {}).get("resize", "stretch")
+            src = [to_source_xyxy(np.repeat(p.reshape(-1, 2), 2, axis=0).reshape(-1, 4), sw, sh, in_w, in_h,
+                                  mode)[:, :2].reshape(-1).astype(np.float64) for p in polys]
+            pts = np.concatenate([p.reshape(-1, 2) for p in src])
+            frames.append(row)
+            xyxy.append([*pts.min(0), *pts.max(0)])
+            rle = compress_counts(encode_rle(polygon_mask(src, sh, sw)))
+            masks.append(Segment((sh, sw), rle, "polygon", tuple(tuple(round(float(v), 2) for v in p) for p in src)))
+        if not frames:
+            return Detections.empty()
+        return Detections(np.asarray(frames, np.int64), np.asarray(xyxy, np.float32), np.full(len(frames), math.nan),
+                          np.array([phrase] * len(frames), np.str_), tuple(masks))

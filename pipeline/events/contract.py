@@ -19,12 +19,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from operators.frames import FrameBatch
-from operators.results import Detections, ModelOutput, TextLines
+from operators.results import Detections, ModelOutput, Segment, TextLines
 
 __all__ = [
     "SCHEMA_VERSION", "CaptionEvent", "DetectionsEvent", "QueryEvent", "QueryMatchEvent", "StatusEvent",
     "ErrorEvent", "EmbeddingEvent", "ThumbnailEvent", "build_thumbnail_events", "TrackEvent", "ZoneEvent",
-    "LineEvent", "WindowEvent", "ClassCount", "ZoneWindow", "OcrEvent", "TextLine",
+    "LineEvent", "WindowEvent", "ClassCount", "ZoneWindow", "OcrEvent", "TextLine", "AnswerEvent", "Mask",
     "Event", "Record", "Topics", "event_id", "build_frame_events", "build_match_event", "to_record", "parse_event",
 ]
 
@@ -60,7 +60,8 @@ class Topics:
         return {"caption": self.captions, "detections": self.detections, "query": self.queries,
                 "query_match": self.queries, "status": self.status, "error": self.errors,
                 "embedding": self.embeddings, "thumbnail": self.thumbnails, "track": self.tracks,
-                "zone": self.zones, "line": self.zones, "window": self.windows, "ocr": self.ocr}[event_type]
+                "zone": self.zones, "line": self.zones, "window": self.windows, "ocr": self.ocr,
+                "answer": self.queries}[event_type]
 
 
 class _Event(BaseModel):
@@ -101,9 +102,27 @@ class CaptionEvent(_FrameEvent):
         description="model: written by a captioning model; composed: assembled from detections")
 
 
+class Mask(BaseModel):
+    """The instance mask of ``detections[box]``, COCO RLE over the source frame (column-major, starting with
+    zeros; ``counts`` in COCO's compressed string form: ``pycocotools.mask.decode`` reads it as it is)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    box: int = Field(description="index of the box in detections this mask belongs to")
+    size: tuple[int, int] = Field(description="height, width of the mask: the source frame")
+    counts: str = Field(description="COCO compressed RLE counts")
+    source: Literal["decoder", "polygon", "box"] = Field(
+        description="decoder: a mask decoder drew it; polygon: from the model's polygons; box: no mask "
+                    "model ran, the box itself stands in (not a segmentation)")
+    polygons: list[list[float]] = Field(default_factory=list,
+                                        description="source 'polygon': the polygons, flat x1,y1,x2,y2,... pixels")
+
+
 class DetectionsEvent(_FrameEvent):
     type: Literal["detections"] = "detections"
     detections: list[Box]
+    masks: list[Mask] = Field(default_factory=list,
+                              description="instance masks of some boxes (segmentation models only; else empty)")
 
 
 class QueryEvent(_FrameEvent):
@@ -112,6 +131,14 @@ class QueryEvent(_FrameEvent):
     matched: bool
     score: float | None
     boxes: list[Box] = Field(default_factory=list)
+
+
+class AnswerEvent(_FrameEvent):
+    """A standing question answered in free text on one frame (task ``ask``), on the queries topic."""
+
+    type: Literal["answer"] = "answer"
+    question: str
+    answer: str = Field(description="the model's answer, plain text (special tokens removed)")
 
 
 class ThumbnailEvent(_FrameEvent):
@@ -290,13 +317,14 @@ class ErrorEvent(_Event):
 
 
 Event = Annotated[CaptionEvent | DetectionsEvent | QueryEvent | QueryMatchEvent | StatusEvent | ErrorEvent
-                  | EmbeddingEvent | ThumbnailEvent | OcrEvent | TrackEvent | ZoneEvent | LineEvent | WindowEvent,
+                  | EmbeddingEvent | ThumbnailEvent | OcrEvent | AnswerEvent | TrackEvent | ZoneEvent | LineEvent
+                  | WindowEvent,
                   Field(discriminator="type")]
 _EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
 EVENT_TYPES = {"caption": CaptionEvent, "detections": DetectionsEvent, "query": QueryEvent,
                "query_match": QueryMatchEvent, "status": StatusEvent, "error": ErrorEvent,
                "embedding": EmbeddingEvent, "thumbnail": ThumbnailEvent, "track": TrackEvent, "zone": ZoneEvent,
-               "line": LineEvent, "window": WindowEvent, "ocr": OcrEvent}
+               "line": LineEvent, "window": WindowEvent, "ocr": OcrEvent, "answer": AnswerEvent}
 
 # A record ready for the producer: (topic, key, value, headers)
 Record = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
@@ -350,6 +378,14 @@ def _lines(t: TextLines) -> list[TextLine]:
             for poly, xy, txt, s in zip(t.polygon, t.xyxy, t.text, t.score, strict=True)]
 
 
+def _masks(d: Detections) -> list[Mask]:
+    if d.masks is None:
+        return []
+    return [Mask(box=i, size=m.size, counts=m.counts, source=m.source,
+                 polygons=[[round(float(v), 2) for v in p] for p in m.polygons])
+            for i, m in enumerate(d.masks) if isinstance(m, Segment)]
+
+
 def build_frame_events(
     batch: Any, out: ModelOutput, *, run_id: str, uris: dict[str, str], now: float | None = None,
     track_ids: Any = None, tasks: tuple[str, ...] | None = None,
@@ -361,6 +397,8 @@ def build_frame_events(
     events to those tasks (caption, detect, query, embed)."""
     if out.n_frames != len(batch):
         raise ValueError(f"model output covers {out.n_frames} frames but the batch has {len(batch)}")
+    if out.answers is not None and any(len(r) != out.n_frames for r in out.answers.text):
+        raise ValueError(f"model output answers do not cover its {out.n_frames} frames")
     if out.embeddings is not None and len(out.embeddings) != out.n_frames:
         raise ValueError(f"model output has {len(out.embeddings)} embeddings for {out.n_frames} frames")
     now = time.time() if now is None else now
@@ -381,8 +419,9 @@ def build_frame_events(
         if out.detections is not None and (tasks is None or "detect" in tasks):
             m = out.models.get("detect", "")
             rows_t = None if track_ids is None else np.asarray(track_ids)[out.detections.frame == row]
+            dets = out.detections.for_frame(row)
             events.append(DetectionsEvent(event_id=event_id(sid, pts, "detect", m), model=m,
-                                          detections=_boxes(out.detections.for_frame(row), rows_t), **common))
+                                          detections=_boxes(dets, rows_t), masks=_masks(dets), **common))
         if out.queries is not None and (tasks is None or "query" in tasks):
             m = out.models.get("query", "")
             qa = out.queries
@@ -395,6 +434,11 @@ def build_frame_events(
                     event_id=event_id(sid, pts, "query", m, q), model=m, query=q,
                     matched=bool(qa.matched[qi, row]), score=_score(float(np.float32(qa.score[qi, row]))),
                     boxes=_boxes(boxes), **common))
+        if out.answers is not None and (tasks is None or "ask" in tasks):
+            m = out.models.get("ask", "")
+            for qi, q in enumerate(out.answers.questions):
+                events.append(AnswerEvent(event_id=event_id(sid, pts, "ask", m, q), model=m, question=q,
+                                          answer=out.answers.text[qi][row], **common))
         if out.embeddings is not None and (tasks is None or "embed" in tasks):
             m = out.models.get("embed", "")
             vec = np.round(out.embeddings.vectors[row].astype(np.float64), 6).tolist()

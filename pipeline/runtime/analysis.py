@@ -28,6 +28,7 @@ def analysis_description(spec: PipelineSpec) -> dict[str, Any]:
         "model": {"name": m.name, "id": m.id, "path": m.path, "tasks": sorted(m.tasks), "options": m.options,
                   "dtype": m.dtype},
         "queries": sorted(spec.queries),
+        "questions": sorted(spec.questions),
         "decode": {"fps": d.fps, "keyframes_only": d.keyframes_only, "max_frames": d.max_frames},
         "thumbnails": spec.thumbnails.model_dump() if spec.thumbnails.enabled else None,
     }

@@ -115,6 +115,7 @@ class Driver:
         opts = dict(m.options)
         opts.setdefault("threads", model_threads(self.spec))
         return dict(model_id=m.id, path=m.path, tasks=list(m.tasks), queries=list(self.spec.queries),
+                    questions=list(self.spec.questions),
                     device=m.device, dtype=m.dtype, batch_size=m.batch_size, **opts)
 
     def plan(self) -> Any:

@@ -80,8 +80,8 @@ class ModelActor:
         t0 = time.perf_counter()
         try:
             out = self.model(run)
-            events = build_frame_events(run, out, run_id=self.run_id, uris=self.uris,
-                                        tasks=("caption", "embed", "ocr") + (("query",) if self.per_frame_queries else ()))
+            tasks = ("caption", "embed", "ocr", "ask") + (("query",) if self.per_frame_queries else ())
+            events = build_frame_events(run, out, run_id=self.run_id, uris=self.uris, tasks=tasks)
             if self.thumbnails:
                 events += build_thumbnail_events(run, run_id=self.run_id, uris=self.uris, **self.thumbnails)
         except Exception as exc:  # noqa: BLE001 - a poison batch yields error events, the run goes on

@@ -94,3 +94,48 @@ def test_ocr_lines_become_one_event_per_frame_on_the_ocr_topic() -> None:
     assert topic == "fw.ocr" and dict(headers)["ce_type"] == b"io.framewire.ocr.v1"
     assert parse_event(value) == evs[1]
     assert "fw.ocr" in Topics("fw").all()
+
+
+def test_answers_become_answer_events_on_the_queries_topic() -> None:
+    from operators.results import Answers
+    from pipeline.events import AnswerEvent
+
+    out = ModelOutput(n_frames=2, answers=Answers(["how many people?", "weather?"], [["two", "none"], ["sunny", ""]]),
+                      models={"ask": "m/vqa"})
+    evs = build_frame_events(batch(), out, run_id="r", uris={}, now=1.0)
+    assert [(e.type, e.frame_index) for e in evs] == [("answer", 0), ("answer", 0), ("answer", 1), ("answer", 1)]
+    a = evs[2]
+    assert isinstance(a, AnswerEvent) and (a.question, a.answer, a.model) == ("how many people?", "none", "m/vqa")
+    assert len({e.event_id for e in evs}) == 4
+    topic, _, value, headers = to_record(a, Topics("fw"))
+    assert topic == "fw.queries" and dict(headers)["ce_type"] == b"io.framewire.answer.v1"
+    assert parse_event(value) == a
+    short = ModelOutput(n_frames=3, answers=Answers(["q"], [["a", "b"]]), models={"ask": "m"})
+    with pytest.raises(ValueError, match="answers do not cover"):
+        build_frame_events(batch(3), short, run_id="r", uris={}, now=1.0)
+    with pytest.raises(ValueError, match="rows of text"):
+        Answers(["q"], [])
+
+
+def test_detection_masks_travel_with_their_box_index() -> None:
+    from operators.masks import box_mask, compress_counts, decode_rle, encode_rle
+    from operators.results import Segment
+
+    seg = Segment((272, 640), compress_counts(encode_rle(box_mask([0, 0, 10, 10], 272, 640))), "box")
+    poly = Segment((272, 640), compress_counts(encode_rle(box_mask([1, 2, 3, 4], 272, 640))), "polygon",
+                   ((1.0, 2.0, 3.0, 2.0, 3.0, 4.0),))
+    dets = Detections([0, 0, 1], [[1, 2, 3, 4], [5, 6, 7, 8], [0, 0, 10, 10]], [0.9, 0.1, 0.5], ["a", "b", "c"],
+                      (poly, None, seg))
+    evs = build_frame_events(batch(), ModelOutput(n_frames=2, detections=dets, models={"detect": "m"}), run_id="r",
+                             uris={}, now=1.0)
+    d0, d1 = evs
+    assert isinstance(d0, DetectionsEvent) and [m.box for m in d0.masks] == [0]  # box 1 has no mask
+    assert d0.masks[0].source == "polygon" and d0.masks[0].polygons == [[1.0, 2.0, 3.0, 2.0, 3.0, 4.0]]
+    assert [m.box for m in d1.masks] == [0] and d1.masks[0].source == "box"  # indices are per frame
+    assert decode_rle(d1.masks[0].counts, d1.masks[0].size).sum() == 100
+    assert parse_event(to_record(d1, Topics())[2]) == d1
+    plain = build_frame_events(batch(), output(), run_id="r", uris={}, now=1.0)[1]
+    assert plain.masks == []  # type: ignore[attr-defined]  # detectors without masks: an empty list
+    with pytest.raises(ValueError, match="masks"):
+        Detections([0], [[1, 2, 3, 4]], [0.5], ["a"], (seg, seg))
+    assert Detections.concat([dets, Detections([1], [[0, 0, 1, 1]], [0.2], ["d"])]).masks == (poly, None, seg, None)

@@ -76,3 +76,12 @@ def test_with_overrides_revalidates() -> None:
 def test_every_shipped_config_is_valid() -> None:
     for cfg in sorted(DEFAULT_CONFIG.parent.glob("*.yaml")):
         load_spec([cfg], environ={})
+
+
+def test_questions_and_the_ask_task() -> None:
+    spec = PipelineSpec.model_validate({"questions": ["how many people are waiting?"],
+                                        "model": {"name": "vlm", "tasks": ["caption", "ask"]}})
+    assert spec.questions == ["how many people are waiting?"] and "ask" in spec.model.tasks
+    assert PipelineSpec().questions == []
+    with pytest.raises(ValueError):
+        PipelineSpec.model_validate({"model": {"tasks": ["answer"]}})

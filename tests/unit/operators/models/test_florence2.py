@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from operators.frames import FrameBatch  # noqa: E402
-from operators.models.florence2 import Florence2Model, clean_text, parse_locations  # noqa: E402
+from operators.models.florence2 import Florence2Model, clean_text, parse_locations, parse_polygons  # noqa: E402
 from operators.models.registry import get  # noqa: E402
 from operators.models.weights import ModelNotFoundError  # noqa: E402
 from operators.results import Captions, Detections, ModelOutput, QueryAnswers  # noqa: E402
@@ -352,3 +352,49 @@ def test_parse_never_raises_on_random_token_soup() -> None:
 
 def test_clean_text() -> None:
     assert clean_text("</s><s>a  car <loc_5>parked</s><pad><pad>") == "a car parked"
+
+
+# ---- referring-expression segmentation (polygons) ------------------------------------------
+def test_parse_polygons_known_answer() -> None:
+    text = ("<s><poly><loc_0><loc_0><loc_499><loc_0><loc_499><loc_499></poly><sep>"
+            "<loc_500><loc_500><loc_999><loc_500><loc_999><loc_999><loc_7></s>")
+    polys = parse_polygons(text, 1000, 2000)
+    assert len(polys) == 2
+    np.testing.assert_allclose(polys[0], [0.5, 1.0, 499.5, 1.0, 499.5, 999.0])
+    np.testing.assert_allclose(polys[1], [500.5, 1001.0, 999.5, 1001.0, 999.5, 1999.0])  # odd trailing bin dropped
+    assert parse_polygons("<loc_1><loc_2><loc_3><loc_4>", 10, 10) == []  # two points: no polygon
+    assert parse_polygons("no locations", 10, 10) == []
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox"])
+def test_segments_map_polygons_to_source_pixels(mode: str) -> None:
+    from operators.geometry import to_source_xyxy
+    from operators.masks import decode_rle, polygon_mask
+
+    b = FrameBatch(pixels=frames(1), source_id=np.array(["cam"]), frame_index=np.arange(1), pts=np.zeros(1),
+                   wall_time=np.zeros(1), orig_width=np.full(1, 640), orig_height=np.full(1, 272),
+                   meta={"cam": {"resize": mode}})
+    text = "<loc_250><loc_400><loc_750><loc_400><loc_750><loc_600><loc_250><loc_600>"
+    d = Florence2Model.segments([text], b, "the bike")
+    seg = d.masks[0]  # type: ignore[index]
+    assert d.label.tolist() == ["the bike"] and seg is not None and seg.source == "polygon" and seg.size == (272, 640)
+    corners = np.array([[250.5, 400.5, 750.5, 600.5]]) / 1000 * S  # input pixels
+    want = to_source_xyxy(corners, 640, 272, S, S, mode)[0]
+    np.testing.assert_allclose(d.xyxy[0], want, atol=0.01)
+    np.testing.assert_allclose(seg.polygons[0][:2], want[:2], atol=0.01)
+    mask = decode_rle(seg.counts, seg.size)
+    assert (mask == polygon_mask(seg.polygons, 272, 640)).all()
+    area = (want[2] - want[0]) * (want[3] - want[1])
+    assert abs(int(mask.sum()) - area) / area < 0.05  # the rectangle, rasterised
+
+
+def test_segment_phrases_run_in_detect_on_the_shared_encoding(tiny_dir: Path) -> None:
+    m = load(tiny_dir, tasks=["detect"], segment_phrases=["a red car"], max_new_tokens=8)
+    out = m(batch(frames(2, seed=4)))
+    assert out.detections is not None
+    masks = out.detections.masks
+    if masks is not None:  # random weights may or may not draw a polygon
+        assert all(mk is None or mk.source == "polygon" for mk in masks)
+        assert all(lab == "a red car" for lab, mk in zip(out.detections.label, masks, strict=True) if mk is not None)
+    with pytest.raises(ValueError, match="unknown florence2 option"):
+        Florence2Model(model_id="x", segment_phrase=["a"])

@@ -370,3 +370,27 @@ def test_cuda_runs_bfloat16(ckpt: tuple[str, Path]) -> None:
     assert out.queries is not None and out.queries.score.shape == (len(QUERIES), 3)
     assert np.isfinite(out.queries.score).all()
     m.teardown()
+
+
+# ---- free-form questions (task ask) -------------------------------------------------------
+QUESTIONS = ["how many people are waiting?", "what is the weather?"]
+
+
+def test_question_template_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"\{question\}"):
+        VLMModel(model_id="x", question_template="Answer briefly.")
+    assert VLMModel(model_id="x", tasks=["ask"], questions=QUESTIONS).questions == QUESTIONS
+
+
+def test_ask_answers_every_question_on_every_frame(ckpt: tuple[str, Path]) -> None:
+    m = load(ckpt, tasks=["ask"], questions=QUESTIONS)
+    pixels = px(m, 3, seed=11)
+    whole = m(batch(pixels))
+    assert whole.answers is not None and whole.answers.questions == QUESTIONS
+    assert [len(r) for r in whole.answers.text] == [3, 3] and whole.models == {"ask": f"tiny/{ckpt[0]}"}
+    assert whole.captions is None and whole.queries is None
+    for i in range(3):
+        one = m(batch(pixels[i:i + 1]))
+        assert [r[0] for r in one.answers.text] == [r[i] for r in whole.answers.text]  # type: ignore[union-attr]
+    m.set_questions(["is it sunny?"])
+    assert m(batch(pixels[:1])).answers.questions == ["is it sunny?"]  # type: ignore[union-attr]
