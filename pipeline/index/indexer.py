@@ -62,6 +62,7 @@ class Indexer:
         self.optimize_every = optimize_every
         self.stats = IndexStats()
         self.caught_up = threading.Event()
+        self.caught_up_since = -1.0  # monotonic time of the end-offsets request that found it caught up
         self._embedder: Any = None
         self._steps: dict[str, dict[str, Any]] = {}
         self._last_pts: dict[tuple[str, str], float] = {}
@@ -184,15 +185,18 @@ class Indexer:
         if not tps:
             self.caught_up.clear()
             return
+        asked = time.monotonic()
         ends = consumer.end_offsets(list(tps))  # read_committed: the last stable offsets
         if all(consumer.position(tp) >= ends.get(tp, 0) for tp in tps):
+            self.caught_up_since = asked
             self.caught_up.set()
         else:
             self.caught_up.clear()
 
     def run(self, stop: threading.Event | None = None, *, idle_timeout: float | None = None,
             max_events: int | None = None) -> IndexStats:
-        """Index until ``stop`` is set, ``idle_timeout`` seconds pass with nothing new, or ``max_events``."""
+        """Index until ``stop`` is set, ``max_events`` are read, or ``idle_timeout`` seconds pass caught up
+        (every assigned partition indexed to its end) with nothing new."""
         from kafka.structs import OffsetAndMetadata
 
         self._load_steps()
@@ -204,7 +208,9 @@ class Indexer:
                 records = [r for part in polled.values() for r in part]
                 if not records:
                     self._check_caught_up(consumer)
-                    if idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                    if not self.caught_up.is_set():
+                        last = time.monotonic()  # e.g. waiting for a rebalance after a crash: not idle
+                    elif idle_timeout is not None and time.monotonic() - last > idle_timeout:
                         break
                     continue
                 self.caught_up.clear()
@@ -242,11 +248,12 @@ class IndexerHandle:
             raise RuntimeError(f"the indexer failed: {type(self.error).__name__}: {self.error}") from self.error
 
     def wait_caught_up(self, timeout: float) -> bool:
-        """True once every assigned partition is indexed up to its last committed record."""
-        deadline = time.monotonic() + timeout
+        """True once every assigned partition is indexed up to the last record committed before this call."""
+        called = time.monotonic()
+        deadline = called + timeout
         while time.monotonic() < deadline:
             self._raise()
-            if self.indexer.caught_up.wait(0.2):
+            if self.indexer.caught_up.wait(0.2) and self.indexer.caught_up_since >= called:
                 return True
         self._raise()
         return False

@@ -71,7 +71,7 @@ def scene(sid: str, frames: int = 20, step: float = 0.5, bicycle: range | tuple[
                                           matched=i in bicycle, score=0.6 if i in bicycle else 0.1,
                                           **c).model_dump(mode="json")))
         if thumbnails:
-            jpeg = _jpeg(40 + 10 * i)
+            jpeg = _jpeg((40 + 10 * i) % 256)
             out.append(("thumbnails", ThumbnailEvent(
                 event_id=event_id(sid, pts, "thumbnail", 160), width=32, height=24, size_bytes=len(jpeg) * 3 // 4,
                 jpeg_base64=jpeg, **{**c, "model": "jpeg"}).model_dump(mode="json")))

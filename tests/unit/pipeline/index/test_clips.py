@@ -51,7 +51,8 @@ def test_boxes_are_drawn_on_the_frames_they_belong_to(bikes: Path, tmp_path: Pat
     drawn = _probe(Path(cut_clip(str(bikes), tmp_path / "b.mp4", 4.0, 5.0, boxes=det, hold=0.3).path))[3]
     assert len(plain) == len(drawn) == 25
     # the box's bottom edge (y = 200, 2 px), away from the label text
-    diff = [float(np.abs(a.astype(int) - b.astype(int))[199:202, 120:280].mean()) for a, b in zip(plain, drawn)]
+    diff = [float(np.abs(a.astype(int) - b.astype(int))[199:202, 120:280].mean())
+            for a, b in zip(plain, drawn, strict=True)]
     assert max(diff[:12]) < 8.0  # before 4.5 s: no detections yet (only colour-conversion rounding)
     assert min(diff[13:20]) > 30.0  # 4.5 s .. 4.8 s: the box is there
     assert max(diff[21:]) < 8.0  # held at most 0.3 s
