@@ -99,7 +99,8 @@ class _Frames:
         k = _key(row["source_id"], row["pts"])
         s = self.scores.setdefault(k, {})
         s[signal] = max(s.get(signal, 0.0), score)
-        self.meta.setdefault(k, {"source_uri": row.get("source_uri", ""), "time": row.get("time")})
+        meta = self.meta.setdefault(k, {"source_uri": "", "time": row.get("time")})
+        meta["source_uri"] = meta["source_uri"] or row.get("source_uri") or ""
         if text:
             self.evidence.setdefault(k, []).append(
                 {"signal": signal, "field": _FIELD.get(row.get("type", ""), row.get("type", "")),
@@ -108,7 +109,7 @@ class _Frames:
 
 def _fts(store: IndexStore, text: str, where: str, k: int, frames: _Frames) -> str:
     try:
-        q = store.events.search(text, query_type="fts").select(_COLS).limit(k)
+        q = store.events.search(text, query_type="fts").select([*_COLS, "_score"]).limit(k)
         rows = (q.where(where) if where else q).to_arrow().to_pylist()
     except Exception as exc:  # noqa: BLE001 - no FTS index yet (nothing indexed): say so, keep the others
         return f"skipped: full-text search failed ({type(exc).__name__}: {exc})"
@@ -121,7 +122,7 @@ def _fts(store: IndexStore, text: str, where: str, k: int, frames: _Frames) -> s
 def _text(store: IndexStore, qvec: np.ndarray, where: str, k: int, frames: _Frames, floor: float) -> str:
     w = " AND ".join([*([where] if where else []), "text_vec IS NOT NULL"])
     rows = (store.events.search(qvec, vector_column_name="text_vec").metric("cosine").where(w, prefilter=True)
-            .select(_COLS).nprobes(20).refine_factor(5).limit(k).to_arrow().to_pylist())
+            .select([*_COLS, "_distance"]).nprobes(20).refine_factor(5).limit(k).to_arrow().to_pylist())
     for r in rows:
         sim = 1.0 - float(r["_distance"])
         if sim >= floor:
@@ -136,7 +137,7 @@ def _image(store: IndexStore, vectors: dict[str, np.ndarray], where: str, k: int
                 continue
             w = " AND ".join([*([where] if where else []), f"model = {sql_str(model)}"])
             rows = (t.search(vec, vector_column_name="vector").metric("cosine").where(w, prefilter=True)
-                    .limit(k).to_arrow().to_pylist())
+                    .select(["event_id", "source_id", "pts", "time", "model", "_distance"]).limit(k).to_arrow().to_pylist())
             if not rows:
                 continue
             sims = np.array([1.0 - float(r["_distance"]) for r in rows])
@@ -161,6 +162,15 @@ def load_image_family(model_id: str, path: str | None = None) -> Any:
     m = EmbeddingModel(model_id=model_id, path=path, tasks=["embed"], device="cpu")
     m.setup()
     return m
+
+
+def family_vectors(fam: Any, *, images: np.ndarray | None = None, texts: list[str] | None = None) -> np.ndarray:
+    """Unit vectors from an image-text family: of ``images`` (uint8 [N, H, W, 3]) or of ``texts``."""
+    import torch
+
+    with torch.inference_mode():
+        out = fam.image_embeddings(images) if images is not None else fam.text_embeddings(texts or [])
+    return out.float().cpu().numpy()  # type: ignore[no-any-return]
 
 
 def search(store: IndexStore, text: str | None = None, *, image: np.ndarray | None = None,
@@ -191,8 +201,8 @@ def search(store: IndexStore, text: str | None = None, *, image: np.ndarray | No
         except (OSError, ValueError) as exc:
             skipped.append(f"{m}: {str(exc).splitlines()[0]}")
             continue
-        vectors[m] = (fam.image_embeddings(image[None]) if image is not None else fam.text_embeddings([text]))[0] \
-            .cpu().numpy()
+        vectors[m] = family_vectors(fam, images=image[None] if image is not None else None,
+                                    texts=None if image is not None else [text])[0]
         fam.teardown()
     if image is not None and not vectors:
         why = "; ".join(skipped) if skipped else "the index holds no image embeddings"
@@ -205,8 +215,9 @@ def search(store: IndexStore, text: str | None = None, *, image: np.ndarray | No
     else:
         signals["image"] = ("skipped: " + "; ".join(skipped)) if skipped else "skipped: no image embeddings indexed"
     keep = _label_frames(store, label, where) if label else None
-    moments = _moments(store, frames, signals, keep, gap, min_text_sim, min_score_ratio)
-    return SearchResult(text, moments[:limit], signals)
+    moments = _moments(store, frames, signals, keep, gap, min_text_sim, min_score_ratio)[:limit]
+    _thumbnails(store, moments)
+    return SearchResult(text, moments, signals)
 
 
 def _label_frames(store: IndexStore, label: str, where: str) -> set[tuple[str, float]]:
@@ -246,8 +257,6 @@ def _moments(store: IndexStore, frames: _Frames, signals: dict[str, str], keep: 
                 run = [it]
         moments.append(_moment(sid, run, frames))
     moments.sort(key=lambda m: (-m.score, m.source_id, m.start_pts))
-    for m in moments:
-        m.thumbnail = _thumbnail(store, m)
     return moments
 
 
@@ -266,10 +275,15 @@ def _moment(sid: str, run: list[tuple[float, float]], frames: _Frames) -> Moment
                   evidence=sorted(ev.values(), key=lambda e: -e["score"])[:6])
 
 
-def _thumbnail(store: IndexStore, m: Moment) -> bytes | None:
-    rows = store.rows(f"type = 'thumbnail' AND source_id = {sql_str(m.source_id)} AND pts >= {m.start_pts - 1e-3!r} "
-                      f"AND pts <= {m.end_pts + 1e-3!r}", ["pts", "thumb_jpeg"])
-    rows = [r for r in rows if r["thumb_jpeg"]]
-    if not rows:
-        return None
-    return min(rows, key=lambda r: abs(r["pts"] - m.best_pts))["thumb_jpeg"]  # type: ignore[no-any-return]
+def _thumbnails(store: IndexStore, moments: list[Moment]) -> None:
+    """Each moment's thumbnail: the indexed JPEG nearest its best frame, all fetched in one query."""
+    if not moments:
+        return
+    spans = " OR ".join(f"(source_id = {sql_str(m.source_id)} AND pts >= {m.start_pts - 1e-3!r} AND "
+                        f"pts <= {m.end_pts + 1e-3!r})" for m in moments)
+    rows = [r for r in store.rows(f"type = 'thumbnail' AND ({spans})", ["source_id", "pts", "thumb_jpeg"])
+            if r["thumb_jpeg"]]
+    for m in moments:
+        mine = [r for r in rows if r["source_id"] == m.source_id and m.start_pts - 1e-3 <= r["pts"] <= m.end_pts + 1e-3]
+        if mine:
+            m.thumbnail = min(mine, key=lambda r: abs(r["pts"] - m.best_pts))["thumb_jpeg"]
