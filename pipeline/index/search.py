@@ -137,7 +137,8 @@ def _image(store: IndexStore, vectors: dict[str, np.ndarray], where: str, k: int
                 continue
             w = " AND ".join([*([where] if where else []), f"model = {sql_str(model)}"])
             rows = (t.search(vec, vector_column_name="vector").metric("cosine").where(w, prefilter=True)
-                    .select(["event_id", "source_id", "pts", "time", "model", "_distance"]).limit(k).to_arrow().to_pylist())
+                    .select(["event_id", "source_id", "pts", "time", "model", "_distance"]).limit(k)
+                    .to_arrow().to_pylist())
             if not rows:
                 continue
             sims = np.array([1.0 - float(r["_distance"]) for r in rows])
