@@ -11,12 +11,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["register", "DB_ENV"]
 
 DB_ENV = "FRAMEWIRE_INDEX_DB"
 EXIT_RUNTIME, EXIT_USAGE = 1, 2
-out = Console()
 err = Console(stderr=True)
 
 DbOpt = Annotated[str | None, typer.Option(
@@ -30,7 +30,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _fail(code: int, message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -143,13 +143,13 @@ def search(
     thumbs = Path(tempfile.mkdtemp(prefix="framewire-search-"))
     d = res.to_dict(thumbnail_dir=thumbs)
     notes = ", ".join(f"{k}: {v}" for k, v in res.signals.items())
-    out.print(f"{len(res.moments)} moment(s) for {text or str(image)!r}  [{notes}]", highlight=False)
+    print(f"{len(res.moments)} moment(s) for {text or str(image)!r}  [{notes}]")
     for m in d["moments"]:
         ev = "; ".join(f"{e['field']} {e['text']!r} ({e['signal']})" for e in m["evidence"][:3])
-        out.print(f"  {m['score']:.3f}  {m['source_id']}  {m['start_pts']:.2f}-{m['end_pts']:.2f}s "
-                  f"({m['frames']} frames)  {ev}", highlight=False)
+        print(f"  {m['score']:.3f}  {m['source_id']}  {m['start_pts']:.2f}-{m['end_pts']:.2f}s "
+                  f"({m['frames']} frames)  {ev}")
         if m["thumbnail_path"]:
-            out.print(f"         thumbnail {m['thumbnail_path']}", highlight=False)
+            print(f"         thumbnail {m['thumbnail_path']}")
 
 
 def clip(
@@ -191,8 +191,8 @@ def clip(
     if as_json:
         print(json.dumps(info.to_dict()))
     else:
-        out.print(f"wrote {info.path}: {info.frames} frames, {info.duration:.2f}s from {info.start:.2f}s of {path} "
-                  f"({info.mode})", highlight=False)
+        print(f"wrote {info.path}: {info.frames} frames, {info.duration:.2f}s from {info.start:.2f}s of {path} "
+                  f"({info.mode})")
 
 
 def summary(
@@ -217,7 +217,7 @@ def summary(
     if as_json:
         print(json.dumps(s.to_dict()))
     else:
-        out.print(s.text(), highlight=False)
+        print(s.text())
 
 
 def api(
