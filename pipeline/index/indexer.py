@@ -74,6 +74,9 @@ class Indexer:
             from operators.models.minilm import TextEmbedder
 
             self._embedder = TextEmbedder(self.minilm_path)
+        cache = getattr(self._embedder, "_cache", None)
+        if isinstance(cache, dict) and len(cache) > 50_000:  # OCR text rarely repeats: keep a live indexer bounded
+            cache.clear()
         return self._embedder.embed(texts)
 
     def rows_for(self, records: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:

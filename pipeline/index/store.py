@@ -79,7 +79,11 @@ class IndexStore:
     """Open (or create on first write) the index at ``uri``."""
 
     def __init__(self, uri: str | Path | None = None, *, storage_options: dict[str, str] | None = None,
-                 create: bool = True) -> None:
+                 create: bool = True, read_consistency_s: float = 1.0) -> None:
+        """``read_consistency_s``: how stale a long-lived reader (the API, search beside a running indexer)
+        may be; tables re-check for new versions at most this often (0: on every read)."""
+        from datetime import timedelta
+
         import lancedb
 
         self.uri = str(uri or default_db())
@@ -87,7 +91,8 @@ class IndexStore:
             if not create and not Path(self.uri).exists():
                 raise FileNotFoundError(f"no index at {self.uri}: run `framewire index` first (or pass --db PATH)")
             Path(self.uri).mkdir(parents=True, exist_ok=True)
-        self.db = lancedb.connect(self.uri, storage_options=storage_options)
+        self.db = lancedb.connect(self.uri, storage_options=storage_options,
+                                  read_consistency_interval=timedelta(seconds=read_consistency_s))
         self._tables: dict[str, Any] = {}
 
     # ---- tables ------------------------------------------------------------------------

@@ -109,3 +109,13 @@ def test_gap_rule_splits_at_a_non_matching_frame(tmp_path: Path, embedder) -> No
     assert spans == [(1.0, 1.5), (2.5, 3.0)]  # frame 4 (pts 2.0) has no bicycle: two moments
     wide = search(store, "bicycle", gap=1.0, embedder=embedder).moments
     assert [(m.start_pts, m.end_pts) for m in wide] == [(1.0, 3.0)]
+
+
+def test_a_long_lived_reader_sees_rows_written_by_another_writer(tmp_path: Path) -> None:
+    reader = IndexStore(tmp_path / "db", read_consistency_s=0)
+    writer = Indexer(IndexStore(tmp_path / "db"), "unused:9092", text_vectors=False)
+    recs = as_records(scene("cam-1", frames=4))
+    writer.write(recs[:8])
+    assert reader.count() == 8
+    writer.write(recs[8:])
+    assert reader.count() == len(recs) and reader.next_offsets() == writer.store.next_offsets()
