@@ -291,6 +291,10 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(queries_app, name="queries")
 app.add_typer(topics_app, name="topics")
 
+from pipeline.index.cli import register as register_index  # noqa: E402  # index, search, clip, summary, api
+
+register_index(app)
+
 
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
