@@ -62,6 +62,10 @@ def run(
     show: Annotated[int, typer.Option(help="Read back and print this many events per topic at the end.")] = 3,
     duration: Annotated[float | None, typer.Option(
         help="Live: stop after this many seconds (default: until Ctrl-C or SIGTERM).")] = None,
+    index: Annotated[bool, typer.Option(
+        "--index", help="Also index the events for `framewire search` as they are published (LanceDB at --db, "
+                        "FRAMEWIRE_INDEX_DB or the framewire cache); waits until everything is indexed.")] = False,
+    db: Annotated[str | None, typer.Option(help="With --index: the index's directory or object-store URI.")] = None,
     restart: Annotated[bool, typer.Option(
         "--restart", help="Archive: analyse the sources again from the start, even where this analysis "
                           "(same sources, model, tasks, queries, decode and analytics settings) is complete.")] = False,
@@ -129,19 +133,35 @@ def run(
             err.print(plan.message, highlight=False)
             if plan.nothing_to_do:
                 raise typer.Exit(EXIT_OK)
+    indexer = None
+    if index:
+        import os as _os
+
+        from pipeline.index.indexer import start_indexer_in_background
+
+        indexer = start_indexer_in_background(spec, bootstrap, db or _os.environ.get("FRAMEWIRE_INDEX_DB"))
     try:
         with display:
             summary = pipe.run()
     except KeyboardInterrupt:
         pipe.shutdown()
+        if indexer is not None:
+            indexer.stop(timeout=5)
         raise _fail(130, "interrupted") from None
     except Exception as exc:  # noqa: BLE001 - a runtime failure gets a message and exit 1, not a traceback
         cause = exc.__cause__ or exc
         if verbose:
             err.print_exception()
         pipe.shutdown()
+        if indexer is not None:
+            indexer.stop(timeout=5)
         raise _fail(EXIT_RUNTIME, f"{type(cause).__name__}: {cause}") from None
     print_summary(summary, spec, bootstrap, console=out, show=show if not quiet else 0)
+    if indexer is not None:
+        caught_up = indexer.wait_caught_up(120)
+        stats = indexer.stop()
+        err.print(f"index: {stats.events} events indexed" + ("" if caught_up else " (not caught up after 120 s)")
+                  + "; try `framewire search \"a bicycle\"`", highlight=False)
     if summary_json:
         summary_json.write_text(json.dumps(display.summary_dict(summary), indent=2))
     if not summary.ok:

@@ -22,7 +22,7 @@ from operators.frames import FrameBatch
 from operators.results import Detections, ModelOutput, Segment, TextLines
 
 __all__ = [
-    "SCHEMA_VERSION", "CaptionEvent", "DetectionsEvent", "QueryEvent", "QueryMatchEvent", "StatusEvent",
+    "SCHEMA_VERSION", "Box", "CaptionEvent", "DetectionsEvent", "QueryEvent", "QueryMatchEvent", "StatusEvent",
     "ErrorEvent", "EmbeddingEvent", "ThumbnailEvent", "build_thumbnail_events", "TrackEvent", "ZoneEvent",
     "LineEvent", "WindowEvent", "ClassCount", "ZoneWindow", "OcrEvent", "TextLine", "AnswerEvent", "Mask",
     "Event", "Record", "Topics", "event_id", "build_frame_events", "build_match_event", "to_record", "parse_event",

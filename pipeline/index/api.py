@@ -60,7 +60,7 @@ def _float(q: Any, name: str, default: float | None = None) -> float | None:
 
 
 def _time(q: Any, name: str) -> float | None:
-    from pipeline.consumer import parse_since
+    from pipeline.kafka.consumer import parse_since
 
     v = q.get(name)
     return None if v in (None, "") else parse_since(v)

@@ -50,7 +50,7 @@ def _store(db: str | None, *, create: bool = False) -> Any:
 
 
 def _time(value: str | None, flag: str) -> float | None:
-    from pipeline.consumer import parse_since
+    from pipeline.kafka.consumer import parse_since
 
     if value is None:
         return None

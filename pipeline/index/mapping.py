@@ -81,8 +81,8 @@ FIELDS: dict[str, dict[str, Getter]] = {
               "end_pts": _get("last_pts")},
     "zone": {"labels": _one_label("label"), "track_ids": _one_track},
     "line": {"labels": _one_label("label"), "track_ids": _one_track},
-    "window": {"labels": _window_labels, "caption": _get("caption"), "pts": _get("start_pts", "pts"),
-               "end_pts": _get("end_pts")},
+    "window": {"labels": _window_labels, "caption": _get("caption"), "pts": _get("start", "start_pts", "pts"),
+               "end_pts": _get("end", "end_pts")},
     "status": {"pts": lambda ev: None},
     "error": {},
 }

@@ -59,11 +59,18 @@ def _counts(counts: dict[str, Any]) -> str:
 
 
 def _window(ev: dict[str, Any]) -> Entry:
-    uniq = ev.get("unique_tracks") or {}
-    text = _counts(ev.get("counts") or {}) + (f" ({_counts(uniq)} distinct)" if uniq else "")
+    """A window event (``pipeline.events.WindowEvent``): counts per class {max, mean, tracks}."""
+    raw = ev.get("counts") or {}
+    peak = {lb: int(c.get("max", 0)) if isinstance(c, dict) else int(c) for lb, c in raw.items()}
+    uniq = {lb: int(c.get("tracks", 0)) for lb, c in raw.items() if isinstance(c, dict) and c.get("tracks")}
+    uniq = uniq or (ev.get("unique_tracks") or {})
+    text = "at most " + _counts(peak) + (f" ({_counts(uniq)} distinct)" if uniq else "")
+    for name, (n_in, n_out) in (ev.get("lines") or {}).items():
+        text += f"; line {name}: {n_in} in, {n_out} out"
     if ev.get("caption"):
         text += f"; {ev['caption']}"
-    return Entry(ev.get("start_pts", ev.get("pts", 0.0)), ev.get("end_pts"), "window", text)
+    return Entry(ev.get("start", ev.get("start_pts", ev.get("pts", 0.0))), ev.get("end", ev.get("end_pts")),
+                 "window", text)
 
 
 def _track(ev: dict[str, Any]) -> Entry:

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FRAMES, SOURCES = 60, 3
 CONFIG = Path(__file__).parent / "exactly_once.yaml"
 STATEFUL = {"track", "zone", "line", "window", "query_match"}
-VOLATILE = {"run_id", "emitted_at", "capture_time", "started_capture_time", "source_uri"}  # differ between runs by design
+VOLATILE = {"run_id", "emitted_at", "capture_time", "started_capture_time", "source_uri"}  # differ by design
 
 
 def stateful_events(bootstrap: str, prefix: str) -> dict[str, dict[str, Any]]:

@@ -20,8 +20,8 @@ import pytest
 
 from pipeline.index.indexer import start_indexer_in_background
 from pipeline.index.store import IndexStore
+from pipeline.kafka.topics import ensure, plan_topics
 from pipeline.spec import PipelineSpec
-from pipeline.topics import ensure, plan_topics
 from tests.support.index_events import ocr_event, scene, track_event
 
 pytestmark = [pytest.mark.integration]

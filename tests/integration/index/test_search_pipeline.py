@@ -12,7 +12,7 @@ import pytest
 from pipeline.index.indexer import Indexer
 from pipeline.index.search import search
 from pipeline.index.store import IndexStore
-from pipeline.planner import Pipeline
+from pipeline.runtime.driver import Driver
 from pipeline.sources import expand_sources
 from pipeline.spec import PipelineSpec
 from tests.support.index_events import ocr_event
@@ -27,7 +27,7 @@ def test_pipeline_then_index_then_search_bicycle(ray_local, kafka_bootstrap: str
     prefix = f"ixp{uuid.uuid4().hex[:8]}"
     spec = PipelineSpec().with_overrides(**{"kafka.topic_prefix": prefix, "decode.cpus": 0.25, "model.cpus": 0.5,
                                             "thumbnails": {"enabled": True}})
-    summary = Pipeline(spec, expand_sources([str(bikes)]), bootstrap=kafka_bootstrap).run()
+    summary = Driver(spec, expand_sources([str(bikes)]), bootstrap=kafka_bootstrap).run()
     assert summary.frames == 20 and summary.delivery.failed == 0
     sid = summary.sources[0].source.id
     # an OCR event as the OCR branch will publish it (its own topic, plain JSON keyed by source id)

@@ -29,8 +29,9 @@ def embedder():  # type: ignore[no-untyped-def]
 def _window(sid: str, a: float, b: float) -> dict[str, Any]:
     c = frame_common(sid, a, 0)
     return {"type": "window", "event_id": f"w{a}", "run_id": "r1", "source_id": sid, "source_uri": c["source_uri"],
-            "emitted_at": c["emitted_at"], "start_pts": a, "end_pts": b, "counts": {"car": 2, "person": 1},
-            "unique_tracks": {"car": 3}, "caption": "cars pass by"}
+            "emitted_at": c["emitted_at"], "start": a, "end": b, "clock": "pts", "frames": 20,
+            "counts": {"car": {"max": 2, "mean": 1.2, "tracks": 3}, "person": {"max": 1, "mean": 0.4, "tracks": 0}},
+            "tracks": 3, "lines": {"kerb": [1, 0]}, "caption": "cars pass by", "capture_time": c["emitted_at"]}
 
 
 def _store(tmp: Path, embedder: Any, extra: list[tuple[str, dict[str, Any]]], bikes: Path | None = None) -> IndexStore:
@@ -69,7 +70,7 @@ def test_timeline_from_window_track_zone_line_and_ocr_events(tmp_path: Path, emb
     s = summarize(_store(tmp_path, embedder, extra), sid)
     texts = [e.text for e in s.entries]
     assert not s.derived
-    assert "2 car, 1 person (3 car distinct); cars pass by" in texts
+    assert "at most 2 car, 1 person (3 car distinct); line kerb: 1 in, 0 out; cars pass by" in texts
     assert "bicycle #7 appeared" in texts and "bicycle #7 left after 1.5s" in texts
     assert "#7 left zone door after 1.5s" in texts and "#7 crossed line kerb in" in texts
     assert "reads 'EXIT'" in texts
