@@ -116,3 +116,35 @@ def test_thumbnails_one_per_frame_joined_to_its_events(ray_local, kafka_bootstra
         img = Image.open(io.BytesIO(base64.b64decode(t.jpeg_base64)))
         assert img.size == (t.width, t.height) == (120, 51) and t.size_bytes <= 3000
         assert (t.frame_width, t.frame_height) == (640, 272)
+
+
+def test_many_broken_files_in_one_run_each_get_one_error_and_failed(ray_local, kafka_bootstrap, ramp_video,
+                                                                     tmp_path):
+    """Issue 8's archive: dozens of unreadable files among good ones, decoded by a pool that reuses its actors;
+    every broken file ends `failed` with exactly one error event, run after run (it used to lose one)."""
+    import random
+
+    broken: list[Path] = []
+    rng = random.Random(7)
+    for i in range(45):
+        kind = i % 3
+        p = tmp_path / f"broken{i:02d}.mp4"
+        if kind == 0:
+            not_a_video(p)
+        elif kind == 1:
+            p.write_bytes(rng.randbytes(rng.randint(1, 4000)))
+        else:
+            truncate(ramp_video, p, 0.03)  # the mp4 index is at the end: nothing is readable
+        broken.append(p)
+    good = [make_video(tmp_path / f"good{i}.mp4", frames=10, fps=10, size=(48, 64)) for i in range(3)]
+    items = [str(p) for p in broken + good]
+    rng.shuffle(items)
+    for attempt in range(3):
+        spec = spec_for(f"t{uuid.uuid4().hex[:8]}", **{"decode.fps": 5.0, "decode.concurrent_sources": 4})
+        summary, events = run(spec, items, kafka_bootstrap)
+        errors = Counter(Path(e.source_uri).name for e in events if e.type == "error")
+        states = {Path(e.source_uri).name: e.state for e in events if e.type == "status" and e.state != "started"}
+        assert errors == {p.name: 1 for p in broken}, f"attempt {attempt}"
+        assert {n: states.get(n) for n in errors} == {p.name: "failed" for p in broken}, f"attempt {attempt}"
+        assert all(states[g.name] == "ended" for g in good)
+        assert {p.state for p in summary.sources if Path(p.source.uri) in broken} == {"failed"}
