@@ -20,6 +20,7 @@ from typing import Any
 
 import ray
 
+from operators.geometry import ResizeMode
 from operators.live import LiveOptions
 from pipeline.actors.live import LiveChunk, LiveDecodeActor
 from pipeline.actors.model import ModelResult
@@ -36,10 +37,11 @@ log = logging.getLogger(__name__)
 FINAL = ("ended", "failed", "removed")
 
 
-def live_options(spec: PipelineSpec, size: tuple[int, int]) -> LiveOptions:
+def live_options(spec: PipelineSpec, size: tuple[int, int], resize: ResizeMode = "stretch") -> LiveOptions:
     lv, rc = spec.live, spec.live.reconnect
     return LiveOptions(
-        fps=spec.decode.fps or 2.0, size=size, open_timeout_s=lv.open_timeout_s, read_timeout_s=lv.read_timeout_s,
+        fps=spec.decode.fps or 2.0, size=size, resize=resize, open_timeout_s=lv.open_timeout_s,
+        read_timeout_s=lv.read_timeout_s,
         rtsp_transport=lv.rtsp_transport, buffer_frames=lv.buffer_frames, initial_backoff_s=rc.initial_backoff_s,
         max_backoff_s=rc.max_backoff_s, multiplier=rc.multiplier, jitter=rc.jitter, max_attempts=rc.max_attempts)
 
@@ -194,7 +196,8 @@ class LivePipeline(Pipeline):
         self._start_actors()
         startup_s = time.perf_counter() - t_start
         spec = self.spec
-        self.opts = live_options(spec, self.input_size)  # type: ignore[arg-type]
+        self.opts = live_options(spec, self.input_size,  # type: ignore[arg-type]
+                                 self.model_info.get("resize_mode", "stretch"))
         ray.get(self.publisher.set_query_scopes.remote(dict(self.scopes)))
         if spec.live.control:
             self.control = ControlChannel(self.bootstrap, spec.kafka.topic_prefix, self.run_id, spec)

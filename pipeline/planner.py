@@ -172,6 +172,7 @@ class Pipeline:
         d = self.spec.decode
         chunk = min(d.chunk, self.spec.batching.max_batch)
         return DecodeOptions(fps=d.fps, keyframes_only=d.keyframes_only, size=self.input_size,  # type: ignore[arg-type]
+                             resize=self.model_info.get("resize_mode", "stretch"),
                              chunk=chunk, threads=d.threads, max_frames=d.max_frames)
 
     # ---- events outside the model path --------------------------------------------------

@@ -60,7 +60,8 @@ class ModelActor:
         import torch
 
         return {"input_size": self.model.input_size(), "batch_size": self.model.batch_size,
-                "torch_threads": torch.get_num_threads()}
+                "torch_threads": torch.get_num_threads(),
+                "resize_mode": getattr(self.model, "resize_mode", "stretch")}
 
     def set_queries(self, queries: list[str]) -> None:
         self.model.set_queries(queries)
