@@ -18,8 +18,8 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from operators.frames import FrameBatch
 
-__all__ = ["RESIZE_MODES", "Letterbox", "ResizeMode", "batch_resize_mode", "batch_to_source_xyxy", "letterbox",
-           "to_source_xyxy"]
+__all__ = ["RESIZE_MODES", "Letterbox", "ResizeMode", "batch_resize_mode", "batch_to_source_xyxy", "content_pixels",
+           "letterbox", "to_source_xyxy"]
 
 ResizeMode = Literal["stretch", "letterbox"]
 RESIZE_MODES: tuple[ResizeMode, ...] = ("stretch", "letterbox")
@@ -95,3 +95,12 @@ def batch_to_source_xyxy(batch: FrameBatch, row: int, xyxy: npt.ArrayLike, in_w:
         b = to_source_xyxy(b, bw, bh, in_w or bw, in_h or bh, model_mode)
     return to_source_xyxy(b, float(batch.orig_width[row]), float(batch.orig_height[row]), bw, bh,
                           batch_resize_mode(batch, row))
+
+
+def content_pixels(batch: FrameBatch, row: int) -> npt.NDArray[np.uint8]:
+    """Frame ``row``'s pixels without letterbox bars (a view), e.g. for thumbnails; the whole frame if stretched."""
+    px = batch.pixels[row]
+    if batch_resize_mode(batch, row) != "letterbox":
+        return px
+    lb = letterbox(int(batch.orig_width[row]), int(batch.orig_height[row]), batch.width, batch.height)
+    return px[lb.y:lb.y + lb.h, lb.x:lb.x + lb.w]
