@@ -76,22 +76,24 @@ def export_onnx(graph: TfjsGraph, input_name: str, input_shape: Sequence[int], o
         example = torch.rand(2, *input_shape[1:], generator=torch.Generator().manual_seed(0)) * 255
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():  # the tracer warns that shape arithmetic becomes constants: it should
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, (example,), str(tmp), input_names=["input"], output_names=names,
-                              dynamic_axes={"input": {0: "batch"}}, opset_version=OPSET, dynamo=False)
-        model = optimize(onnx.load(str(tmp)))
-        onnx.checker.check_model(model)
-        onnx.save(model, str(tmp))
-        want = [t.numpy() for t in module(example[:1])]
-        got = OnnxRunner(tmp, threads=1).run(example[:1].numpy())
-        for name, w, g in zip(names, want, got, strict=True):
-            if w.shape != g.shape or not np.allclose(w, g, atol=atol, rtol=1e-3):
-                tmp.unlink(missing_ok=True)
-                raise TfjsGraphError(f"ONNX export of {name!r} does not match the torch executor "
-                                     f"(max |diff| {np.abs(w - g).max() if w.shape == g.shape else 'shape'}); "
-                                     "use runtime: torch")
-        os.replace(tmp, path)
+        try:
+            with warnings.catch_warnings():  # the tracer warns that shape arithmetic becomes constants: it should
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module, (example,), str(tmp), input_names=["input"], output_names=names,
+                                  dynamic_axes={"input": {0: "batch"}}, opset_version=OPSET, dynamo=False)
+            model = optimize(onnx.load(str(tmp)))
+            onnx.checker.check_model(model)
+            onnx.save(model, str(tmp))
+            want = [t.numpy() for t in module(example[:1])]
+            got = OnnxRunner(tmp, threads=1).run(example[:1].numpy())
+            for name, w, g in zip(names, want, got, strict=True):
+                if w.shape != g.shape or not np.allclose(w, g, atol=atol, rtol=1e-3):
+                    raise TfjsGraphError(f"ONNX export of {name!r} does not match the torch executor (max |diff| "
+                                         f"{np.abs(w - g).max() if w.shape == g.shape else 'shape'}); "
+                                         "use runtime: torch")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # a failed export leaves nothing behind
     log.info("exported %s", path)
     return path
 
