@@ -25,7 +25,9 @@ from typing import Any
 import av
 import numpy as np
 
+from operators.decode import resize_meta, to_rgb
 from operators.frames import FrameBatch
+from operators.geometry import RESIZE_MODES, ResizeMode
 
 __all__ = ["LiveOptions", "LiveReader", "StateChange", "backoff_delays", "live_kind", "open_options", "redact_uri"]
 
@@ -67,10 +69,12 @@ def live_kind(uri: str) -> str | None:
 
 @dataclass(frozen=True)
 class LiveOptions:
-    """How to read a camera. Times in seconds; ``size`` is (height, width) to resize to."""
+    """How to read a camera. Times in seconds; ``size`` is (height, width) to resize to, ``resize``
+    how (``stretch`` or ``letterbox``, as ``DecodeOptions.resize``)."""
 
     fps: float = 2.0
     size: tuple[int, int] | None = None
+    resize: ResizeMode = "stretch"
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
     rtsp_transport: str = "tcp"
@@ -89,6 +93,8 @@ class LiveOptions:
             raise ValueError(f"rtsp_transport must be tcp or udp, got {self.rtsp_transport!r}")
         if self.buffer_frames < 1:
             raise ValueError(f"buffer_frames must be >= 1, got {self.buffer_frames}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"live resize must be one of {list(RESIZE_MODES)}, got {self.resize!r}")
 
 
 def open_options(uri: str, opts: LiveOptions) -> tuple[str | None, dict[str, str]]:
@@ -269,6 +275,7 @@ class LiveReader:
             wall_time=np.asarray([it[3] for it in items], np.float64),
             orig_width=np.asarray([it[4] for it in items], np.int32),
             orig_height=np.asarray([it[5] for it in items], np.int32),
+            meta={self.source_id: resize_meta(self.opts.resize)},
         )
 
     def _open(self) -> Any:
@@ -307,11 +314,7 @@ class LiveReader:
                 continue
             pts = frame.pts * tb if (frame.pts is not None and tb) else self.frames_decoded / 25.0
             first_pts = pts if first_pts is None else first_pts
-            if self.opts.size is not None:
-                h, w = self.opts.size
-                img = frame.to_ndarray(format="rgb24", width=w, height=h)
-            else:
-                img = frame.to_ndarray(format="rgb24")
+            img = to_rgb(frame, self.opts.size, self.opts.resize)
             self.buffer.put((img, self.frames_sampled, pts, now, frame.width, frame.height))
             self.frames_sampled += 1
 

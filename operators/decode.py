@@ -1,5 +1,5 @@
 """Video decoding with PyAV: threaded decode, sampling to a target fps, keyframe-only mode,
-resize on decode (libswscale, once per kept frame), output as FrameBatch chunks.
+resize on decode (libswscale, once per kept frame; stretched or letterboxed), output as FrameBatch chunks.
 """
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ import av
 import numpy as np
 
 from operators.frames import FrameBatch
+from operators.geometry import RESIZE_MODES, ResizeMode, letterbox
 
-__all__ = ["DecodeError", "DecodeOptions", "FpsSampler", "VideoInfo", "decode", "probe"]
+__all__ = ["LETTERBOX_PAD", "DecodeError", "DecodeOptions", "FpsSampler", "VideoInfo", "decode", "probe",
+           "resize_meta", "to_rgb"]
+
+LETTERBOX_PAD = 0  # value of the letterbox bars (black, as CenterNet's own affine-warp preprocessing pads)
 
 
 class DecodeError(OSError):
@@ -36,6 +40,8 @@ class DecodeOptions:
 
     ``fps``: sample to this many frames per second of video time (None keeps every frame).
     ``size``: (height, width) to resize to on decode (None keeps the source size).
+    ``resize``: ``stretch`` squashes to ``size``; ``letterbox`` scales to fit keeping the aspect
+    ratio and centres the frame on bars of ``LETTERBOX_PAD`` (placement: ``geometry.letterbox``).
     ``chunk``: frames per emitted FrameBatch. ``start_after_pts``: skip frames at or
     before this pts (resume). ``max_frames``: stop after this many sampled frames.
     """
@@ -43,6 +49,7 @@ class DecodeOptions:
     fps: float | None = 2.0
     keyframes_only: bool = False
     size: tuple[int, int] | None = None
+    resize: ResizeMode = "stretch"
     chunk: int = 8
     threads: int = 0
     start_after_pts: float | None = None
@@ -53,6 +60,30 @@ class DecodeOptions:
             raise ValueError(f"fps must be > 0 (or null for every frame), got {self.fps}")
         if self.chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {self.chunk}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {list(RESIZE_MODES)}, got {self.resize!r}")
+
+
+def to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None, mode: ResizeMode = "stretch") -> np.ndarray:
+    """One decoded frame as RGB uint8 ``[H,W,3]``, scaled by libswscale to ``size`` (height, width).
+
+    ``letterbox`` scales to the fitted size and pads to ``size`` with ``LETTERBOX_PAD``, the
+    frame centred where ``geometry.letterbox`` says, so boxes map back exactly.
+    """
+    if size is None:
+        return frame.to_ndarray(format="rgb24")
+    h, w = size
+    if mode == "stretch" or (frame.width, frame.height) == (w, h):
+        return frame.to_ndarray(format="rgb24", width=w, height=h)
+    lb = letterbox(frame.width, frame.height, w, h)
+    canvas = np.full((h, w, 3), LETTERBOX_PAD, np.uint8)
+    canvas[lb.y:lb.y + lb.h, lb.x:lb.x + lb.w] = frame.to_ndarray(format="rgb24", width=lb.w, height=lb.h)
+    return canvas
+
+
+def resize_meta(mode: ResizeMode) -> dict[str, str]:
+    """The per-source ``FrameBatch.meta`` entry that tells every family how pixels map to the source."""
+    return {"resize": mode}
 
 
 @dataclass(frozen=True)
@@ -155,6 +186,7 @@ def decode(path: str, source_id: str, opts: DecodeOptions) -> Iterator[FrameBatc
                 wall_time=np.asarray(meta["wall"], np.float64),
                 orig_width=np.asarray(meta["w"], np.int32),
                 orig_height=np.asarray(meta["h"], np.int32),
+                meta={source_id: resize_meta(opts.resize)},
             )
             buf.clear()
             for v in meta.values():
@@ -185,12 +217,7 @@ def decode(path: str, source_id: str, opts: DecodeOptions) -> Iterator[FrameBatc
                 continue
             if not sampler.keep(pts):
                 continue
-            if opts.size is not None:
-                h, w = opts.size
-                img = frame.to_ndarray(format="rgb24", width=w, height=h)
-            else:
-                img = frame.to_ndarray(format="rgb24")
-            buf.append(img)
+            buf.append(to_rgb(frame, opts.size, opts.resize))
             meta["idx"].append(index)
             meta["pts"].append(pts)
             meta["wall"].append(time.time())

@@ -10,14 +10,19 @@ the same object whatever the resize mode.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Letterbox", "ResizeMode", "letterbox", "to_source_xyxy"]
+if TYPE_CHECKING:
+    from operators.frames import FrameBatch
+
+__all__ = ["RESIZE_MODES", "Letterbox", "ResizeMode", "batch_resize_mode", "batch_to_source_xyxy", "content_pixels",
+           "letterbox", "to_source_xyxy"]
 
 ResizeMode = Literal["stretch", "letterbox"]
+RESIZE_MODES: tuple[ResizeMode, ...] = ("stretch", "letterbox")
 
 
 @dataclass(frozen=True)
@@ -65,3 +70,37 @@ def to_source_xyxy(xyxy: npt.ArrayLike, src_w: float, src_h: float, in_w: float,
     b[:, [0, 2]] = b[:, [0, 2]].clip(0, src_w)
     b[:, [1, 3]] = b[:, [1, 3]].clip(0, src_h)
     return b.astype(np.float32)
+
+
+def batch_resize_mode(batch: FrameBatch, row: int) -> ResizeMode:
+    """How frame ``row`` was resized on decode (``FrameBatch.meta[source]["resize"]``; stretch if unrecorded)."""
+    mode = batch.meta.get(str(batch.source_id[row]), {}).get("resize", "stretch")
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"FrameBatch.meta[{batch.source_id[row]!r}]['resize'] is {mode!r}; "
+                         f"use one of {list(RESIZE_MODES)}")
+    return cast(ResizeMode, mode)
+
+
+def batch_to_source_xyxy(batch: FrameBatch, row: int, xyxy: npt.ArrayLike, in_w: int | None = None,
+                         in_h: int | None = None, model_mode: ResizeMode = "stretch") -> npt.NDArray[np.float32]:
+    """Boxes of frame ``row`` in model-input pixels -> that frame's source pixels.
+
+    Two steps, each exact: a model whose input (``in_w x in_h``, default the batch's pixel size)
+    differs from the batch's pixels resized them itself (``model_mode``); the decoder resized the
+    source to the batch's pixels as recorded in the batch's meta.
+    """
+    bw, bh = batch.width, batch.height
+    b = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    if (in_w or bw, in_h or bh) != (bw, bh):
+        b = to_source_xyxy(b, bw, bh, in_w or bw, in_h or bh, model_mode)
+    return to_source_xyxy(b, float(batch.orig_width[row]), float(batch.orig_height[row]), bw, bh,
+                          batch_resize_mode(batch, row))
+
+
+def content_pixels(batch: FrameBatch, row: int) -> npt.NDArray[np.uint8]:
+    """Frame ``row``'s pixels without letterbox bars (a view), e.g. for thumbnails; the whole frame if stretched."""
+    px = batch.pixels[row]
+    if batch_resize_mode(batch, row) != "letterbox":
+        return px
+    lb = letterbox(int(batch.orig_width[row]), int(batch.orig_height[row]), batch.width, batch.height)
+    return px[lb.y:lb.y + lb.h, lb.x:lb.x + lb.w]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from operators.base import Operator
+from operators.geometry import ResizeMode
 from operators.results import ModelOutput
 
 __all__ = ["TASKS", "VisionModel"]
@@ -21,12 +22,14 @@ class VisionModel(Operator[ModelOutput]):
 
     Subclasses set ``family`` and ``supported_tasks`` and implement ``__call__``.
     ``input_size`` is the ``(height, width)`` frames should be resized to on decode, so
-    the decoder does the resize once and the model gets what it needs.
+    the decoder does the resize once and the model gets what it needs; ``resize_mode`` is how
+    (``stretch``, as Hugging Face image processors do, or ``letterbox``, keeping the aspect ratio).
     """
 
     family: ClassVar[str] = ""
     supported_tasks: ClassVar[tuple[str, ...]] = ("caption", "detect", "query")
     default_id: ClassVar[str] = ""  # what `framewire models list` checks when no id is given
+    resize_mode: ClassVar[ResizeMode] = "stretch"  # how the decoder should fit frames to input_size()
 
     @classmethod
     def locate(cls, model_id: str, path: str | None = None) -> str:

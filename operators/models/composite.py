@@ -43,6 +43,10 @@ class CompositeModel(VisionModel):
                          device=first.device, dtype=first.dtype)
         self.members = list(members)
         self.batch_size = min(m.batch_size for m in members)  # type: ignore[misc]
+        # frames are decoded once for all members: keep the aspect ratio when any member wants it (a detector);
+        # every member maps its boxes back through the batch's recorded resize mode
+        modes = {getattr(m, "resize_mode", "stretch") for m in members}
+        self.resize_mode = "letterbox" if "letterbox" in modes else "stretch"  # type: ignore[misc]
 
     @classmethod
     def build(cls, primary: type[VisionModel], companions: dict[str, type[VisionModel]], **kwargs: Any) -> VisionModel:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from operators.frames import FrameBatch
-from operators.geometry import to_source_xyxy
+from operators.geometry import batch_to_source_xyxy, to_source_xyxy
 from operators.masks import compress_counts, encode_rle, polygon_mask
 from operators.models.base import VisionModel
 from operators.models.device import frames_to_device, select_device
@@ -240,7 +240,6 @@ class Florence2Model(VisionModel):
             def vision() -> Any:  # the shared encoding, or a fresh one per task when sharing is off
                 return shared if self.share_vision or not n else self.image_features(batch.pixels)
 
-            w, h = batch.orig_width.astype(np.float64), batch.orig_height.astype(np.float64)
             if "caption" in self.tasks:
                 texts = self._generate(shared, [self.caption_task], [""], self.max_new_tokens["caption"], plain=True)
                 out.captions = Captions([clean_text(t) for t in texts[0]], kind="model")
@@ -249,10 +248,10 @@ class Florence2Model(VisionModel):
                     texts = self._generate(vision(), ["<OPEN_VOCABULARY_DETECTION>"] * len(self.detect_classes),
                                            self.detect_classes, self.max_new_tokens["detect"])
                     out.detections = Detections.concat([
-                        self._boxes(texts[c], w, h, force_label=name) for c, name in enumerate(self.detect_classes)])
+                        self._boxes(texts[c], batch, force_label=name) for c, name in enumerate(self.detect_classes)])
                 else:
                     texts = self._generate(vision(), ["<OD>"], [""], self.max_new_tokens["detect"])
-                    out.detections = self._boxes(texts[0], w, h)
+                    out.detections = self._boxes(texts[0], batch)
                 if self.segment_phrases:
                     res = "<REFERRING_EXPRESSION_SEGMENTATION>"
                     texts = self._generate(vision(), [res] * len(self.segment_phrases), self.segment_phrases,
@@ -260,7 +259,7 @@ class Florence2Model(VisionModel):
                     segs = [self.segments(texts[i], batch, p) for i, p in enumerate(self.segment_phrases)]
                     out.detections = Detections.concat([out.detections, *segs])
             if "query" in self.tasks:
-                out.queries = self._queries(vision(), n, w, h)
+                out.queries = self._queries(vision(), batch)
         return out
 
     def image_features(self, pixels: np.ndarray) -> Any:
@@ -323,11 +322,16 @@ class Florence2Model(VisionModel):
         return out
 
     @staticmethod
-    def _boxes(texts: list[str], w: np.ndarray, h: np.ndarray, *, force_label: str | None = None) -> Detections:
-        """Detections of one prompt over N frames; ``force_label`` replaces the parsed phrase."""
+    def _boxes(texts: list[str], batch: FrameBatch, *, force_label: str | None = None) -> Detections:
+        """Detections of one prompt over N frames in source pixels; ``force_label`` replaces the parsed phrase.
+
+        Location bins are fractions of the frame the model saw (the batch's pixels, stretched to the
+        processor's size), mapped back through how the decoder resized the source (``geometry``).
+        """
         frames, xyxy, labels = [], [], []
         for row, text in enumerate(texts):
-            lab, boxes = parse_locations(text, float(w[row]), float(h[row]))
+            lab, boxes = parse_locations(text, float(batch.width), float(batch.height))
+            boxes = batch_to_source_xyxy(batch, row, boxes)
             if force_label is None:  # <OD>: a box with no category name is noise, as in the processor
                 keep = [i for i, label in enumerate(lab) if label]
                 lab, boxes = [lab[i] for i in keep], boxes[keep]
@@ -341,11 +345,12 @@ class Florence2Model(VisionModel):
         return Detections(np.asarray(frames, np.int64), np.concatenate(xyxy), np.full(len(frames), math.nan),
                           np.asarray(labels, np.str_))
 
-    def _queries(self, feats: Any, n: int, w: np.ndarray, h: np.ndarray) -> QueryAnswers:
+    def _queries(self, feats: Any, batch: FrameBatch) -> QueryAnswers:
         """Phrase grounding of each standing query on each frame; matched = at least one box."""
         qs = list(self.queries)
         texts = self._generate(feats, ["<CAPTION_TO_PHRASE_GROUNDING>"] * len(qs), qs, self.max_new_tokens["query"])
-        per_query = [self._boxes(texts[qi], w, h, force_label=q) for qi, q in enumerate(qs)]
+        n = len(batch)
+        per_query = [self._boxes(texts[qi], batch, force_label=q) for qi, q in enumerate(qs)]
         matched = np.zeros((len(qs), n), bool)
         for qi, d in enumerate(per_query):
             matched[qi, d.frame] = True

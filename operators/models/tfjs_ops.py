@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from operators.models.tfjs_graph import TF_DTYPES, Node, TfjsGraphError
+from operators.models.tfjs_nodes import TF_DTYPES, Node, TfjsGraphError
 
 __all__ = ["OPS", "same_pads"]
 
@@ -67,7 +67,7 @@ def _conv(node: Node, x: Tensor, weight: Tensor, bias: Tensor | None, groups: in
     st = node.attr.get("strides", [1, 1, 1, 1])[1:3]
     dl = node.attr.get("dilations", [1, 1, 1, 1])[1:3]
     kh, kw = weight.shape[2], weight.shape[3]
-    top, bottom, left, right = _pads(node, x.shape[1], x.shape[2], kh, kw, st, dl)
+    top, bottom, left, right = _pads(node, int(x.shape[1]), int(x.shape[2]), kh, kw, st, dl)
     xc = x.contiguous().permute(0, 3, 1, 2)
     if top == bottom and left == right:
         pad: tuple[int, int] = (top, left)
@@ -254,7 +254,7 @@ def _pool(node: Node, a: list[Tensor]) -> Tensor:
     x = a[0]
     kh, kw = node.attr.get("ksize", [1, 1, 1, 1])[1:3]
     st = node.attr.get("strides", [1, 1, 1, 1])[1:3]
-    top, bottom, left, right = _pads(node, x.shape[1], x.shape[2], kh, kw, st, (1, 1))
+    top, bottom, left, right = _pads(node, int(x.shape[1]), int(x.shape[2]), kh, kw, st, (1, 1))
     xc = x.contiguous().permute(0, 3, 1, 2)
     if node.op == "MaxPool":
         xc = F.pad(xc, (left, right, top, bottom), value=-math.inf) if top + bottom + left + right else xc

@@ -454,13 +454,15 @@ def build_frame_events(
 def build_thumbnail_events(batch: FrameBatch, *, run_id: str, uris: dict[str, str], max_side: int = 160,
                            quality: int = 70, max_bytes: int = 16384, now: float | None = None) -> list[ThumbnailEvent]:
     """One ThumbnailEvent per frame of ``batch`` (a frame whose JPEG cannot fit ``max_bytes`` has none)."""
+    from operators.geometry import content_pixels
     from pipeline.events.thumbnails import encode_thumbnail
 
     now = time.time() if now is None else now
     events = []
     for row in range(len(batch)):
         ow, oh = int(batch.orig_width[row]), int(batch.orig_height[row])
-        enc = encode_thumbnail(batch.pixels[row], ow, oh, max_side=max_side, quality=quality, max_bytes=max_bytes)
+        enc = encode_thumbnail(content_pixels(batch, row), ow, oh, max_side=max_side, quality=quality,
+                               max_bytes=max_bytes)  # letterbox bars are not part of the picture
         if enc is None:
             continue
         jpeg, w, h = enc

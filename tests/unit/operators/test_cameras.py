@@ -1,4 +1,5 @@
 import random
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,26 @@ def test_redaction_matches_the_pipeline_and_covers_error_text() -> None:
     u = "rtsp://admin:pa:ss@10.0.0.5:554/live"
     assert redact_uri(u) == redact(u) == "rtsp://***@10.0.0.5:554/live"
     assert "pa:ss" not in redact_uri(f"cannot open {u}: timeout; also http://u:p@h/x")
+
+
+def test_live_letterbox_option_and_meta(tmp_path: Path) -> None:
+    """A reader resizes like the file decoder and records the mode for box mapping."""
+    from operators.cameras import LiveReader
+    from tests.support.videos import make_video
+
+    with pytest.raises(ValueError, match="live resize must be one of"):
+        LiveOptions(resize="fill")  # type: ignore[arg-type]
+    clip = make_video(tmp_path / "c.mp4", frames=20, size=(64, 128))
+    reader = LiveReader(str(clip), "cam", LiveOptions(fps=1000, size=(96, 96), resize="letterbox",
+                                                      reconnect_on_end=False, buffer_frames=32)).start()
+    try:
+        got = None
+        for _ in range(40):  # each read waits up to 0.5 s for the decoder thread; no sleep
+            got = reader.read(4, timeout=0.5)
+            if got is not None or reader.finished:
+                break
+        assert got is not None
+        assert got.meta == {"cam": {"resize": "letterbox"}} and got.pixels.shape[1:] == (96, 96, 3)
+        assert (got.pixels[:, :24] == 0).all() and (got.pixels[:, 72:] == 0).all()  # 128x64 -> 96x48 at y=24
+    finally:
+        reader.close()

@@ -87,3 +87,67 @@ def test_sampler_snaps_over_gaps() -> None:
 def test_bad_options() -> None:
     with pytest.raises(ValueError, match="fps"):
         DecodeOptions(fps=0)
+
+
+# ---- letterbox on decode -----------------------------------------------------------------------
+RECT = (400, 80, 560, 200)  # x1, y1, x2, y2 of a white rectangle on a 640x272 grey frame
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 640x272 clip (bikes.mp4's shape) with a white rectangle at RECT on mid grey."""
+    import av
+
+    path = tmp_path_factory.mktemp("wide") / "rect.mp4"
+    img = np.full((272, 640, 3), 128, np.uint8)
+    x1, y1, x2, y2 = RECT
+    img[y1:y2, x1:x2] = 255
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 640, 272, "yuv420p"
+        stream.options = {"crf": "10"}
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for pkt in stream.encode(frame):
+                out.mux(pkt)
+        for pkt in stream.encode():
+            out.mux(pkt)
+    return path
+
+
+def _white_box(px: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(px.mean(-1) > 192)
+    return np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+
+
+def test_letterbox_placement_and_meta(wide: Path) -> None:
+    from operators.decode import LETTERBOX_PAD
+    from operators.geometry import letterbox
+
+    b = next(decode(str(wide), "w", DecodeOptions(fps=None, size=(512, 512), resize="letterbox")))
+    assert b.meta == {"w": {"resize": "letterbox"}} and b.pixels.shape[1:] == (512, 512, 3)
+    lb = letterbox(640, 272, 512, 512)
+    assert (lb.x, lb.y, lb.w, lb.h) == (0, 147, 512, 218)
+    px = b.pixels[0].astype(int)
+    assert (px[:lb.y] == LETTERBOX_PAD).all() and (px[lb.y + lb.h:] == LETTERBOX_PAD).all()  # bars: exact
+    assert abs(px[lb.y + 5:lb.y + lb.h - 5, 5:100].mean() - 128) < 4  # the picture fills the band between them
+    stretched = next(decode(str(wide), "w", DecodeOptions(fps=None, size=(512, 512))))
+    assert stretched.meta == {"w": {"resize": "stretch"}}
+    assert abs(stretched.pixels[0, :100].astype(int).mean() - 128) < 4  # no bars when stretched
+
+
+@pytest.mark.parametrize("mode", ["letterbox", "stretch"])
+def test_boxes_map_back_to_source_pixels(wide: Path, mode: str) -> None:
+    """A rectangle found in the decoded model input lands back on its source coordinates."""
+    from operators.geometry import batch_to_source_xyxy
+
+    b = next(decode(str(wide), "w", DecodeOptions(fps=None, size=(512, 512), resize=mode)))  # type: ignore[arg-type]
+    found = _white_box(b.pixels[0])
+    back = batch_to_source_xyxy(b, 0, found)
+    np.testing.assert_allclose(back[0], RECT, atol=2.5)  # scaling blurs the edge by about a pixel
+
+
+def test_bad_resize_mode() -> None:
+    with pytest.raises(ValueError, match="resize must be one of"):
+        DecodeOptions(resize="crop")  # type: ignore[arg-type]

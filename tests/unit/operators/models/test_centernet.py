@@ -241,3 +241,101 @@ def test_batched_decoding_matches_the_graphs_own_tail(centernet_dir) -> None:  #
     torch.testing.assert_close(ref[real, 4], scores[0, real])
     assert torch.equal(ref[real, 5].long(), cls[0, real])
     torch.testing.assert_close(ref[real, :4], boxes[0, real])
+
+
+# ---- letterbox, per-class thresholds, the ONNX runtime ---------------------------------------------
+@pytest.fixture(scope="module")
+def bikes():  # type: ignore[no-untyped-def]
+    """bikes.mp4 (640x272) at 2 fps, letterboxed to 512x512 as the pipeline decodes it for this family."""
+    from operators.decode import DecodeOptions, decode
+    from pipeline.samples import ensure_samples
+
+    try:
+        clip = ensure_samples() / "bikes.mp4"
+    except Exception as exc:  # noqa: BLE001 - no sample clips and no way to fetch them here
+        pytest.skip(f"sample clips unavailable: {exc}")
+    return next(decode(str(clip), "bikes", DecodeOptions(fps=2, size=(512, 512), resize="letterbox", chunk=20)))
+
+
+def test_class_thresholds_options() -> None:
+    m = CenterNetModel(tasks=["detect"], score_threshold=0.4, class_thresholds={"person": 0.5})
+    t = m.thresholds()
+    assert t.shape == (80,) and m.resize_mode == "letterbox"
+    assert t[COCO_LABELS.index("person")] == pytest.approx(0.5)
+    assert t[COCO_LABELS.index("bicycle")] == pytest.approx(0.25)  # the calibrated defaults stay unless overridden
+    assert t[COCO_LABELS.index("dog")] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="not COCO labels"):
+        CenterNetModel(class_thresholds={"bike": 0.3})
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+        CenterNetModel(class_thresholds={"car": 1.5})
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        CenterNetModel(runtime="tensorrt")
+
+
+def test_onnx_runtime_matches_the_torch_executor_on_real_frames(bikes, centernet_dir) -> None:  # type: ignore[no-untyped-def]
+    frames = bikes[np.arange(3, 20, 3)]  # 6 frames: people, bicycles, cars
+    outs = []
+    for runtime in ("torch", "onnx"):
+        m = CenterNetModel(path=str(centernet_dir), tasks=["detect"], runtime=runtime, threads=1)
+        m.setup()
+        assert (m._onnx is not None) == (runtime == "onnx")
+        outs.append(m(frames).detections)
+    a, b = outs
+    assert a is not None and b is not None and len(a) >= 6
+    assert a.frame.tolist() == b.frame.tolist() and a.label.tolist() == b.label.tolist()
+    np.testing.assert_allclose(a.score, b.score, atol=1e-4)
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.05)
+
+
+def test_letterboxed_bikes_finds_the_people_and_bicycles(bikes, centernet_dir) -> None:  # type: ignore[no-untyped-def]
+    """What is plainly in bikes.mp4 (eyeballed): people in 5 of 20 sampled frames, bicycles in 7."""
+    m = CenterNetModel(path=str(centernet_dir), tasks=["detect"], threads=1)
+    m.setup()
+    dets = m(bikes).detections
+    assert dets is not None
+    frames = {lab: set(dets.frame[dets.label == lab].tolist()) for lab in ("person", "bicycle", "car")}
+    assert len(frames["person"]) >= 4 and len(frames["bicycle"]) >= 5 and len(frames["car"]) >= 6
+    assert {3, 10, 15} <= frames["person"]  # the man in a suit, the cyclist, the walker
+    assert (dets.xyxy[:, [0, 2]] <= 640).all() and (dets.xyxy[:, [1, 3]] <= 272).all()
+    # the cyclist at t=5.0 s: a tall box in the middle of the source frame
+    cyclist = dets.for_frame(10)
+    box = cyclist.xyxy[cyclist.label == "person"][cyclist.score[cyclist.label == "person"].argmax()]
+    assert 330 < (box[0] + box[2]) / 2 < 500 and box[3] - box[1] > 150
+
+
+def test_frames_at_source_size_are_letterboxed_inside(bikes, centernet_dir) -> None:  # type: ignore[no-untyped-def]
+    """Undecoded 640x272 frames get the same boxes, in source pixels, as decode-letterboxed ones."""
+    from operators.decode import DecodeOptions, decode
+    from pipeline.samples import ensure_samples
+
+    raw = next(decode(str(ensure_samples() / "bikes.mp4"), "bikes", DecodeOptions(fps=2, chunk=20)))
+    assert raw.pixels.shape[1:] == (272, 640, 3)
+    m = CenterNetModel(path=str(centernet_dir), tasks=["detect"], threads=1)
+    m.setup()
+    rows = [3, 10, 15]
+    got, want = m(raw[rows]).detections, m(bikes[rows]).detections
+    assert got is not None and want is not None
+    for r in range(len(rows)):
+        g, w = got.for_frame(r), want.for_frame(r)
+        top_g, top_w = g.xyxy[g.score.argmax()], w.xyxy[w.score.argmax()]
+        assert g.label[g.score.argmax()] == w.label[w.score.argmax()] and _iou(top_g, top_w) > 0.85
+
+
+@pytest.mark.gpu
+def test_cuda_runtimes_match_cpu(bikes, centernet_dir) -> None:  # type: ignore[no-untyped-def]
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    frames = bikes[np.arange(3, 20, 3)]
+    ref = CenterNetModel(path=str(centernet_dir), tasks=["detect"], device="cpu", runtime="torch")
+    ref.setup()
+    want = ref(frames).detections
+    import onnxruntime as ort
+
+    runtimes = ["torch"] + (["onnx"] if "CUDAExecutionProvider" in ort.get_available_providers() else [])
+    for runtime in runtimes:
+        m = CenterNetModel(path=str(centernet_dir), tasks=["detect"], device="cuda", dtype="float32", runtime=runtime)
+        m.setup()
+        got = m(frames).detections
+        assert got is not None and want is not None and got.label.tolist() == want.label.tolist()
+        np.testing.assert_allclose(got.score, want.score, atol=2e-3)
+        np.testing.assert_allclose(got.xyxy, want.xyxy, atol=1.0)

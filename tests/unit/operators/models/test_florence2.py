@@ -278,6 +278,21 @@ def test_boxes_scale_to_source_pixels(model: Florence2Model) -> None:
     np.testing.assert_allclose(large.detections.xyxy, small.detections.xyxy * scale, rtol=1e-5)
 
 
+def test_boxes_map_back_through_a_letterbox(model: Florence2Model) -> None:
+    """Frames the decoder letterboxed: location bins are fractions of the padded frame, mapped back exactly."""
+    from operators.geometry import to_source_xyxy
+
+    px = frames(2, seed=6)
+    plain = batch(px, orig=(640, 272))
+    boxed = FrameBatch(px, plain.source_id, plain.frame_index, plain.pts, plain.wall_time, plain.orig_width,
+                       plain.orig_height, meta={"cam": {"resize": "letterbox"}})
+    stretched, letterboxed = model(plain).detections, model(boxed).detections
+    assert stretched is not None and letterboxed is not None and len(stretched) > 0
+    in_model = stretched.xyxy * np.array([S / 640, S / 272, S / 640, S / 272], np.float32)  # back to bins' pixels
+    np.testing.assert_allclose(letterboxed.xyxy, to_source_xyxy(in_model, 640, 272, S, S, "letterbox"), atol=1e-3)
+    assert (letterboxed.xyxy[:, [1, 3]] <= 272).all()
+
+
 def test_frames_of_another_size_are_resized(model: Florence2Model) -> None:
     px = frames(2, h=40, w=72, seed=5)
     out = model(batch(px, orig=(720, 400)))
