@@ -240,6 +240,8 @@ class OnnxRunner:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.intra_op_num_threads = int(threads or torch.get_num_threads())
         so.inter_op_num_threads = 1
+        # idle worker threads sleep instead of spinning: in a pipeline the decoder and publisher need those cycles
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3  # the NCHWc notice on saved models is not for us
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):

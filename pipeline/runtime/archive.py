@@ -107,6 +107,13 @@ class ArchiveFeed(Feed):
         if self.plan is not None and self.plan.epoch > 0 and fresh:
             ray.get(d.publisher.begin_sources.remote(fresh, []))  # this epoch owns them from now on
         n = min(d.spec.decode.concurrent_sources, len(self.waiting))
+        per = d.spec.decode.cpus
+        free = ray.available_resources().get("CPU", 0.0)  # after the model and publisher actors took theirs
+        if n and free + 1e-9 < per:
+            raise RuntimeError(f"the Ray cluster has {free:g} CPU free after the model actors; a decoder needs "
+                               f"decode.cpus={per:g}: lower decode.cpus or model.cpus, or give Ray more CPUs "
+                               "(ray.num_cpus, or more nodes)")
+        n = max(1, min(n, int((free + 1e-9) // per))) if n else 0  # as many decoders as can be scheduled
         prefetch = d.spec.batching.inflight_per_source
         self.slots = [_Slot(DecodeActor.options(num_cpus=d.spec.decode.cpus).remote(prefetch))  # type: ignore[attr-defined]
                       for _ in range(n)]

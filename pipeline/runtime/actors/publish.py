@@ -37,6 +37,11 @@ _DEFAULTS: dict[str, Any] = {
 def producer_config(bootstrap: str, overrides: dict[str, Any], transactional_id: str | None = None) -> dict[str, Any]:
     """Our delivery defaults; user settings pass through to KafkaProducer unchanged."""
     conf = dict(_DEFAULTS)
+    if transactional_id:
+        # right after a commit the broker answers the next transaction's first write "concurrent transactions"
+        # until its markers are written (a few ms); kafka-python's default 100 ms backoff made every other
+        # transaction 100 ms slower (measured: ~105 ms vs ~4 ms per commit on the local broker)
+        conf["retry_backoff_ms"] = 10
     conf.update(overrides)
     conf["bootstrap_servers"] = bootstrap
     if transactional_id:
@@ -110,6 +115,9 @@ class PublisherActor:
                 self.last_pts[sid] = cp.last_pts
             self.frames[sid] = cp.frames
             self.stage.restore(sid, cp.state)
+
+    def debug_state(self) -> dict[str, Any]:
+        return {sid: (src.next_seq, sorted(src.held)) for sid, src in self.stage.sources.items()}
 
     def next_seq(self, source_id: str) -> int:
         return int(self.stage.snapshot(source_id)["next_seq"])
