@@ -179,7 +179,7 @@ def run(
         raise _fail(EXIT_RUNTIME, f"{type(cause).__name__}: {cause}") from None
     finally:
         if stop_web is not None:
-            stop_web()
+            stop_web.stop()
     print_summary(summary, spec, bootstrap, console=out, show=show if not quiet else 0)
     if indexer is not None:
         caught_up = indexer.wait_caught_up(120)

@@ -3,18 +3,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from pipeline.cli.common import ConfigOpt
+ConfigOpt = Annotated[list[Path] | None, typer.Option(
+    "--config", "-c", help="YAML overlay(s) merged over configs/default.yaml, in order (repeatable).")]
 
-__all__ = ["attach_web", "register"]
+__all__ = ["WebHandle", "attach_web", "register"]
+
+
+@dataclass
+class WebHandle:
+    """The app serving beside a run: its server (``.url``), the live view (or None) and the metrics."""
+
+    server: Any
+    view: Any
+    metrics: Any
+
+    def stop(self) -> None:
+        """Stop the view's consumers and the server (again: nothing)."""
+        if self.view is not None:
+            self.view.stop()
+        if self.server.thread.is_alive():
+            self.server.stop()
 
 
 def attach_web(pipe: Any, bootstrap: str, *, ui: bool, host: str, port: int, token: str | None,
-               console: Any) -> Any:
-    """Metrics on the driver's hooks and the app serving them (and the view when ``ui``); returns a stopper."""
+               console: Any) -> WebHandle:
+    """Metrics on the driver's hooks and the app serving them (and the view when ``ui``), started now."""
     from pipeline.web.metrics import DriverMetrics
     from pipeline.web.server import for_driver, resolve_token
 
@@ -36,12 +55,7 @@ def attach_web(pipe: Any, bootstrap: str, *, ui: bool, host: str, port: int, tok
     else:
         console.print(f"metrics: {server.url}/metrics (probes /healthz /readyz)", highlight=False)
 
-    def stop() -> None:
-        if view is not None:
-            view.stop()
-        server.stop()
-
-    return stop
+    return WebHandle(server, view, metrics)
 
 
 def register(app: typer.Typer) -> None:

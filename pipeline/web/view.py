@@ -85,10 +85,21 @@ class LiveView:
                 consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=f"framewire-ui-{uuid.uuid4().hex}",
                                          auto_offset_reset="latest", enable_auto_commit=False,
                                          metadata_max_age_ms=2000, isolation_level="read_committed",
+                                         allow_auto_create_topics=False,  # the run creates them, with its settings
                                          fetch_max_bytes=16 * 1024 * 1024)
-                consumer.subscribe(names)
-                self.connected = True
+                subscribed: set[str] = set()
+                next_check = 0.0
                 while not self._stop.is_set():
+                    if time.monotonic() >= next_check:  # only topics that exist: a subscription would create
+                        next_check = time.monotonic() + 2.0  # missing ones with the broker's defaults
+                        have = set(names) & consumer.topics()
+                        if have != subscribed:
+                            consumer.subscribe(sorted(have))
+                            subscribed = have
+                        self.connected = True
+                    if not subscribed:
+                        self._stop.wait(0.5)
+                        continue
                     for recs in consumer.poll(timeout_ms=300).values():
                         for rec in recs:
                             self._handle(rec.value)
