@@ -138,6 +138,22 @@ def test_live_view_in_a_browser_and_metrics_after_a_run(kafka_bootstrap: str, ra
         assert got[("framewire_source_state", (("source", sid), ("state", "ended")))] == 1
     assert got[("framewire_model_batches_total", ())] >= 3
     assert got[("framewire_model_batch_frames_sum", ())] == summary.frames
+    # the actors' own series (ray.util.metrics) on this Ray node's metrics endpoint, tagged with the run
+    import ray
+
+    port = ray._private.worker.global_worker.node.metrics_export_port
+    ray_series: dict[str, float] = {}
+
+    def exported() -> bool:
+        ray_series.clear()
+        for (name, labels), v in samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text).items():
+            if dict(labels).get("run_id") == pipe.run_id:
+                ray_series[name] = ray_series.get(name, 0.0) + v
+        return ray_series.get("ray_framewire_actor_model_frames_total", 0) >= summary.frames \
+            and ray_series.get("ray_framewire_kafka_acked_total", 0) >= summary.delivery.acked
+    wait_for(exported, 40, "the actors' metrics on Ray's endpoint")
+    assert ray_series["ray_framewire_actor_model_frames_total"] == summary.frames
+    assert ray_series["ray_framewire_kafka_sent_total"] == summary.delivery.sent
 
 
 def test_readiness_goes_false_when_the_broker_stops(tmp_path: Path) -> None:
