@@ -31,8 +31,8 @@ def test_fold_joins_by_pts_and_ignores_other_runs() -> None:
         Box(label="car", score=0.8, box=(0, 0, 32, 24), track_id=5)]))
     view.handle_event(_thumb(2.0, run="other"))  # another run's frame never shows
     view.handle_event(QueryMatchEvent(event_id="q", run_id="r1", source_id="cam", source_uri="rtsp://***@cam/s",
-                                      emitted_at=1.0, query="a car", state="started", pts=1.0, started_pts=0.5, capture_time=1.0,
-                                      started_capture_time=0.5, frames=2, model="m"))
+                                      emitted_at=1.0, query="a car", state="started", pts=1.0, started_pts=0.5,
+                                      capture_time=1.0, started_capture_time=0.5, frames=2, model="m"))
     snap = view.snapshot()
     (row,) = snap["sources"]
     assert row["frame_pts"] == 1.0 and row["boxes"] == [{"label": "car", "track_id": 5, "score": 0.8}]
