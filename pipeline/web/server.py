@@ -79,15 +79,24 @@ class WebServer:
 def driver_stats(driver: Any) -> list[dict[str, Any]]:
     """Per source: state, fps, latency p50/p95, drops, frames (the live feed's own ``describe`` when live)."""
     feed = getattr(driver, "feed", None)
+
+    def row(p: Any) -> dict[str, Any]:
+        if hasattr(feed, "describe"):
+            return dict(feed.describe(p))
+        lat = sorted(p.latency_ms)
+        return {"source_id": p.source.id, "uri": p.source.display, "state": p.live_state or p.state,
+                "frames": p.published, "fps": round(p.fps, 2), "latency_p50_ms": percentile(lat, 0.5),
+                "latency_p95_ms": percentile(lat, 0.95), "dropped": p.dropped, "detail": p.detail}
+
     rows = []
     for p in list(driver.progress.values()):
-        if hasattr(feed, "describe"):
-            rows.append(feed.describe(p))
-            continue
-        lat = sorted(p.latency_ms)
-        rows.append({"source_id": p.source.id, "uri": p.source.display, "state": p.live_state or p.state,
-                     "frames": p.published, "fps": round(p.fps, 2), "latency_p50_ms": percentile(lat, 0.5),
-                     "latency_p95_ms": percentile(lat, 0.95), "dropped": p.dropped, "detail": p.detail})
+        for attempt in range(5):  # the driver thread appends to the latency/fps deques meanwhile
+            try:
+                rows.append(row(p))
+                break
+            except RuntimeError:
+                if attempt == 4:
+                    rows.append({"source_id": p.source.id, "uri": p.source.display, "state": p.live_state or p.state})
     return rows
 
 
