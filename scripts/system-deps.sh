@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system tools framewire needs when they are missing (Debian): Java 17 and Maven
 # for the Kafka broker's jars, Node.js/npm for the offline detector weights, ffmpeg and
-# GStreamer's RTSP server for the live-camera tests.
+# GStreamer's RTSP server for the live-camera tests, Chromium for the web view's browser tests.
 set -euo pipefail
 need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
@@ -16,6 +16,8 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 [ -e /usr/lib/x86_64-linux-gnu/libGL.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libGL.so.1 ] || need+=(libgl1)
 [ -e /usr/lib/x86_64-linux-gnu/libgthread-2.0.so.0 ] || [ -e /usr/lib/aarch64-linux-gnu/libgthread-2.0.so.0 ] \
   || need+=(libglib2.0-0)
+# the live view's browser tests (tests/integration/test_web_ui.py): headless Chromium driven over CDP
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 ls /usr/share/doc/opencv-doc/examples/data/vtest.avi* >/dev/null 2>&1 || need+=(opencv-doc)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"

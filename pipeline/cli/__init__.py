@@ -69,6 +69,14 @@ def run(
     restart: Annotated[bool, typer.Option(
         "--restart", help="Archive: analyse the sources again from the start, even where this analysis "
                           "(same sources, model, tasks, queries, decode and analytics settings) is complete.")] = False,
+    ui: Annotated[bool, typer.Option(
+        "--ui", help="Serve the live view (frames with boxes, tracks, zones; state, fps, latency; cameras and "
+                     "queries forms) with /metrics, /healthz, /readyz; turns thumbnails on (480 px). Needs the "
+                     "token printed at start (or FRAMEWIRE_UI_TOKEN).")] = False,
+    ui_port: Annotated[int, typer.Option(help="Port of --ui / --metrics-port's app (0: any free one).")] = 8321,
+    ui_host: Annotated[str, typer.Option(help="Address the --ui app listens on.")] = "127.0.0.1",
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Without --ui: serve only /metrics, /healthz and /readyz on this port (Prometheus, k8s probes).")] = None,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -103,6 +111,10 @@ def run(
         raise _fail(EXIT_USAGE, "mode: live takes stream URLs (rtsp://, http(s)://, udp://, rtmp://) or "
                                 "/dev/videoN; files run in mode: archive")
     bootstrap = _bootstrap(spec)
+    if ui:
+        from pipeline.web.server import ui_spec
+
+        spec = ui_spec(spec)
 
     from pipeline.cli.progress import RunDisplay, print_summary
     from pipeline.runtime.driver import Driver
@@ -133,6 +145,15 @@ def run(
             err.print(plan.message, highlight=False)
             if plan.nothing_to_do:
                 raise typer.Exit(EXIT_OK)
+    stop_web = None
+    if ui or metrics_port is not None:
+        from pipeline.web.cli import attach_web
+
+        try:
+            stop_web = attach_web(pipe, bootstrap, ui=ui, host=ui_host, port=ui_port if ui else metrics_port,
+                                  token=None, console=err)
+        except OSError as exc:
+            raise _fail(EXIT_USAGE, str(exc)) from None
     indexer = None
     if index:
         import os as _os
@@ -156,6 +177,9 @@ def run(
         if indexer is not None:
             indexer.stop(timeout=5)
         raise _fail(EXIT_RUNTIME, f"{type(cause).__name__}: {cause}") from None
+    finally:
+        if stop_web is not None:
+            stop_web.stop()
     print_summary(summary, spec, bootstrap, console=out, show=show if not quiet else 0)
     if indexer is not None:
         caught_up = indexer.wait_caught_up(120)
@@ -314,6 +338,10 @@ app.add_typer(topics_app, name="topics")
 from pipeline.index.cli import register as register_index  # noqa: E402  # index, search, clip, summary, api
 
 register_index(app)
+
+from pipeline.web.cli import register as register_web  # noqa: E402  # ui
+
+register_web(app)
 
 
 def main() -> None:

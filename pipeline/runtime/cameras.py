@@ -220,6 +220,7 @@ class LiveFeed(Feed):
     def finish_all(self) -> None:
         if self.control is not None:
             self.control.close()
+            self.control = None  # tick() below must not poll the closed consumer
         self.tick()
 
     def summary_extra(self) -> dict[str, Any]:

@@ -89,7 +89,7 @@ class Driver:
     def __init__(self, spec: PipelineSpec, sources: list[Source], *, bootstrap: str, run_id: str | None = None,
                  on_progress: Callable[[dict[str, SourceProgress]], None] | None = None,
                  stop: threading.Event | None = None, restart: bool = False, policy: str | None = None,
-                 allow_empty: bool = False) -> None:
+                 allow_empty: bool = False, on_publish: Callable[[PublishResult], None] | None = None) -> None:
         if not sources and not allow_empty and spec.mode == "archive":
             raise ValueError("no sources to run; name files, directories, globs or URLs")
         check_analytics_sources(spec, list(sources))
@@ -98,6 +98,7 @@ class Driver:
         self.bootstrap = bootstrap
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.on_progress = on_progress
+        self.on_publish = on_publish  # each PublishResult as it comes back (metrics: latencies, model calls)
         self.stop_event = stop or threading.Event()
         self.restart = restart
         self.policy_name = policy
@@ -185,6 +186,8 @@ class Driver:
             if res.model_frames and res.model_s:
                 policy.observe(res.model_frames, res.model_s)
             feed.on_published(res)
+            if self.on_publish:
+                self.on_publish(res)
 
         feed.start()
         try:

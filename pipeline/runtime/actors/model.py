@@ -13,6 +13,7 @@ import ray
 from operators.frames import FrameBatch
 from operators.models.registry import create
 from pipeline.events import ErrorEvent, Topics, build_frame_events, build_thumbnail_events, event_id, to_record
+from pipeline.runtime.actors.metrics import ModelMetrics
 from pipeline.runtime.chunks import ChunkResult, FrameMeta, select_output
 
 __all__ = ["ModelActor", "ModelBatch"]
@@ -44,6 +45,7 @@ class ModelActor:
         self.run_id = run_id
         self.uris = uris
         self.topics = Topics(topic_prefix)
+        self.metrics = ModelMetrics({"model": str(kwargs.get("model_id") or family), "run_id": run_id})
 
     def info(self) -> dict[str, Any]:
         import torch
@@ -86,8 +88,10 @@ class ModelActor:
                 events += build_thumbnail_events(run, run_id=self.run_id, uris=self.uris, **self.thumbnails)
         except Exception as exc:  # noqa: BLE001 - a poison batch yields error events, the run goes on
             self._failed(run, run_owner, results, exc)
+            self.metrics.batch(len(run), 0.0, failed=True)
             return ModelBatch(results, len(run), time.perf_counter() - t0, failed=True)
         took = time.perf_counter() - t0
+        self.metrics.batch(len(run), took)
         self.batch_s = took if self.batch_s == 0.0 else 0.8 * self.batch_s + 0.2 * took
         row_of = {(str(run.source_id[r]), float(run.pts[r])): r for r in range(len(run))}
         for ev in events:  # each frame's records go with its chunk

@@ -19,6 +19,7 @@ import ray
 
 from pipeline.events import Record
 from pipeline.kafka.checkpoints import Checkpoint, checkpoint_record
+from pipeline.runtime.actors.metrics import PublisherMetrics
 from pipeline.runtime.actors.model import ModelBatch
 from pipeline.runtime.stage_host import Released, StageHost
 
@@ -98,6 +99,7 @@ class PublisherActor:
         self.frames: dict[str, int] = {}
         self.commit_timeout = commit_timeout
         self.report = DeliveryReport()
+        self.metrics = PublisherMetrics({"run_id": run_id})
         self._lock = threading.Lock()
         self.stage = StageHost(run_id=run_id, topic_prefix=topic_prefix,
                                make_analytics=analytics_factory(
@@ -130,6 +132,7 @@ class PublisherActor:
             with self._lock:
                 self.report.acked += 1
                 self.report.per_topic[topic] = self.report.per_topic.get(topic, 0) + 1
+            self.metrics.count("acked", 1, topic)
         return cb
 
     def _on_err(self, exc: BaseException) -> None:
@@ -137,12 +140,14 @@ class PublisherActor:
             self.report.failed += 1
             if len(self.report.errors) < 20:
                 self.report.errors.append(f"{type(exc).__name__}: {exc}")
+        self.metrics.count("failed")
 
     def _send(self, records: list[Record]) -> None:
         for topic, key, value, headers in records:
             fut = self.producer.send(topic, key=key, value=value, headers=headers)
             fut.add_callback(self._on_ok(topic))
             fut.add_errback(self._on_err)
+            self.metrics.count("sent", 1, topic)
         self.report.sent += len(records)
 
     def _commit(self) -> None:
@@ -165,6 +170,7 @@ class PublisherActor:
         if errors:
             raise errors[0]
         self.report.transactions += 1
+        self.metrics.count("commits")
 
     def _checkpoint(self, sid: str, done: bool = False) -> Checkpoint:
         return Checkpoint(sid, self.last_pts.get(sid), done, self.run_id, self.frames.get(sid, 0),
@@ -243,6 +249,7 @@ class PublisherActor:
 
     def flush(self, timeout: float | None = 60.0) -> DeliveryReport:
         self.producer.flush(timeout=timeout)
+        self.metrics.push()
         with self._lock:
             return DeliveryReport(self.report.sent, self.report.acked, self.report.failed,
                                   list(self.report.errors), dict(self.report.per_topic), self.report.transactions)

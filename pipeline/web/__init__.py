@@ -1,0 +1,1 @@
+"""The driver's small web side: Prometheus metrics, health probes and the live view (starlette + uvicorn)."""
