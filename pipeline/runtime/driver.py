@@ -201,7 +201,8 @@ class Driver:
                 # a zero timeout with every model busy would spin the driver on a core the model needs)
                 cap = 0.05 if self.spec.mode == "live" else 1.0
                 free = min(model_load) < policy.inflight_per_model
-                timeout = min(getattr(policy, "wait_hint", lambda _n: cap)(time.monotonic()), cap) if free else cap
+                hint = getattr(policy, "wait_hint", None)
+                timeout = min(hint(time.monotonic()), cap) if (free and hint is not None) else cap
                 ready, _ = ray.wait(wait_on, num_returns=1, timeout=timeout) if wait_on else ([], [])
                 if not wait_on:
                     time.sleep(0.05)
