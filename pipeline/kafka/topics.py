@@ -291,7 +291,7 @@ def state_dict(st: TopicState, plan: TopicPlan | None = None) -> dict[str, Any]:
 
 
 def strimzi_manifests(plans: list[TopicPlan], *, cluster: str, namespace: str | None = None) -> list[dict[str, Any]]:
-    """The plan as Strimzi ``KafkaTopic`` resources (kafka.strimzi.io/v1beta2), for clusters whose
+    """The plan as Strimzi ``KafkaTopic`` resources (kafka.strimzi.io/v1, Strimzi 1.x), for clusters whose
     topics are managed by the Topic Operator rather than by ``framewire topics create``."""
     docs = []
     for p in plans:
@@ -300,7 +300,7 @@ def strimzi_manifests(plans: list[TopicPlan], *, cluster: str, namespace: str | 
                                            "framewire.io/role": p.role}}
         if namespace:
             meta["namespace"] = namespace
-        docs.append({"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaTopic", "metadata": meta,
+        docs.append({"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopic", "metadata": meta,
                      "spec": {"topicName": p.name, "partitions": p.partitions, "replicas": p.replication_factor,
                               "config": {k: int(v) if v.lstrip("-").isdigit() else v for k, v in p.configs.items()}}})
     return docs
