@@ -92,6 +92,27 @@ class TopicsSpec(_Strict):
         default_factory=dict, description="per topic (name without the prefix): partitions, retention_ms, ...")
 
 
+class KafkaSecuritySpec(_Strict):
+    """TLS and SASL for every Kafka client (pipeline/kafka/client.py); secrets come from env vars or files only."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="security.protocol of every producer, consumer and admin client")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="with SASL_*: Strimzi KafkaUser authentication scram-sha-512")
+    username: str | None = Field(None, description="SASL user (not secret); else username_env / username_file")
+    username_env: str | None = Field("FRAMEWIRE_KAFKA_USERNAME", description="environment variable holding the user")
+    username_file: str | None = Field(None, description="file holding the user")
+    password_env: str | None = Field("FRAMEWIRE_KAFKA_PASSWORD", description="environment variable holding the "
+                                     "password (e.g. from the KafkaUser's Secret, key password)")
+    password_file: str | None = Field(None, description="file holding the password (wins over password_env)")
+    ssl_cafile: str | None = Field(None, description="PEM CA bundle that signed the brokers' certificates "
+                                   "(Strimzi: <cluster>-cluster-ca-cert, key ca.crt); null: the system CAs")
+    ssl_certfile: str | None = Field(None, description="PEM client certificate (mutual TLS)")
+    ssl_keyfile: str | None = Field(None, description="PEM client private key (mutual TLS)")
+    ssl_key_password_env: str | None = Field(None, description="environment variable holding ssl_keyfile's password")
+    ssl_check_hostname: bool = Field(True, description="check the broker certificate names the host dialled")
+
+
 class KafkaSpec(_Strict):
     bootstrap_servers: str | None = Field(None, description="null starts the local dev broker")
     topic_prefix: str = "framewire"
@@ -101,6 +122,8 @@ class KafkaSpec(_Strict):
     transactional_id: str | None = Field(None, description="null derives a stable id from the sources")
     commit_timeout_s: float = Field(60.0, gt=0, description="a transaction commit slower than this fails the run")
     topics: TopicsSpec = TopicsSpec()
+    security: KafkaSecuritySpec = Field(default_factory=KafkaSecuritySpec,
+                                        description="TLS/SASL of every client; secrets from env vars or files")
 
 
 class ReconnectSpec(_Strict):

@@ -9,6 +9,7 @@ Functions print nothing: they return data and raise BrokerError (an OSError) wit
 from pipeline.broker.config import (
     DEFAULT_PORT,
     ENV_BOOTSTRAP,
+    BrokerSecurity,
     choose_bootstrap,
     local_bootstrap,
     log4j2_xml,
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_PORT",
     "ENV_BOOTSTRAP",
     "BrokerError",
+    "BrokerSecurity",
     "BrokerStatus",
     "LocalBroker",
     "MissingToolError",

@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 9092
@@ -18,11 +20,13 @@ PropValue = str | int | float | bool
 
 
 def server_properties(*, port: int, controller_port: int, data_dir: Path, node_id: int = 1,
-                      overrides: Mapping[str, PropValue] | None = None) -> dict[str, str]:
+                      overrides: Mapping[str, PropValue] | None = None,
+                      security: BrokerSecurity | None = None) -> dict[str, str]:
     """KRaft combined-mode (broker + controller) settings for one dev node on 127.0.0.1.
 
     Replication factors are 1 because there is one node; internal topics get few
     partitions so a fresh broker is ready fast; retention is short because it is dev data.
+    `security` swaps the PLAINTEXT listener for SASL_SSL with SCRAM and ACLs (BrokerSecurity).
     `overrides` win over every default.
     """
     if port == controller_port:
@@ -58,6 +62,8 @@ def server_properties(*, port: int, controller_port: int, data_dir: Path, node_i
         "log.retention.bytes": 1024 * 1024 * 1024,
         "log.retention.check.interval.ms": 60_000,
     }
+    if security is not None:
+        props.update(security.properties(port=port, controller_port=controller_port))
     props.update(overrides or {})
     return {k: _prop_str(v) for k, v in props.items()}
 
@@ -163,3 +169,78 @@ def choose_bootstrap(configured: str | None, environ: Mapping[str, str]) -> str 
 def local_bootstrap(port: int = DEFAULT_PORT) -> str:
     """Bootstrap address of the local broker on `port`."""
     return f"{HOST}:{port}"
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """A secured client listener for the local broker: SASL_SSL with SCRAM-SHA-512 and ACLs enforced.
+
+    The client listener speaks SASL_SSL with the PKCS#12 ``keystore`` (key + certificate for 127.0.0.1);
+    the controller listener (loopback only) uses SASL PLAIN for the broker's own principal. ``users``
+    (name -> password) get SCRAM-SHA-512 credentials when storage is formatted; ``super_user`` is the
+    broker's principal and the only super user (StandardAuthorizer, no ACL means deny).
+    """
+
+    keystore: Path
+    keystore_password: str
+    super_password: str
+    super_user: str = "broker"
+    users: Mapping[str, str] = field(default_factory=dict)
+    cafile: Path | None = None  # PEM CA that signed the keystore's certificate: truststore and probe
+
+    def properties(self, *, port: int, controller_port: int) -> dict[str, PropValue]:
+        """server.properties entries that replace the PLAINTEXT listeners."""
+        scram = _jaas("org.apache.kafka.common.security.scram.ScramLoginModule", self.super_user, self.super_password)
+        plain = _jaas("org.apache.kafka.common.security.plain.PlainLoginModule", self.super_user, self.super_password,
+                      {f"user_{self.super_user}": self.super_password})
+        trust: dict[str, PropValue] = {}
+        if self.cafile is not None:  # the broker's own inter-broker client checks the certificate too
+            trust = {"ssl.truststore.type": "PEM", "ssl.truststore.location": str(self.cafile)}
+        return {
+            **trust,
+            "listeners": f"SASL_SSL://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+            "advertised.listeners": f"SASL_SSL://{HOST}:{port}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": plain,
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.keystore.password": self.keystore_password,
+            "ssl.key.password": self.keystore_password,
+            "ssl.endpoint.identification.algorithm": "",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{self.super_user}",
+            "allow.everyone.if.no.acl.found": False,
+        }
+
+    def scram_args(self) -> list[str]:
+        """``kafka-storage format --add-scram`` arguments: SCRAM-SHA-512 credentials for the super user and users."""
+        users = {self.super_user: self.super_password, **self.users}
+        out: list[str] = []
+        for name, password in users.items():
+            out += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
+        return out
+
+    def client(self, user: str | None = None) -> dict[str, Any]:
+        """kafka-python settings to connect as ``user`` (default: the super user)."""
+        name = user or self.super_user
+        password = self.super_password if name == self.super_user else self.users[name]
+        conf: dict[str, Any] = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+                                "sasl_plain_username": name, "sasl_plain_password": password}
+        if self.cafile is not None:
+            conf["ssl_cafile"] = str(self.cafile)
+        return conf
+
+
+def _jaas(module: str, user: str, password: str, extra: Mapping[str, str] | None = None) -> str:
+    for name, value in {"username": user, "password": password, **(extra or {})}.items():
+        if '"' in value or "\\" in value or '"' in name:
+            raise ValueError(f"JAAS value for {name} may not hold quotes or backslashes")
+    opts = " ".join(f'{k}="{v}"' for k, v in {"username": user, "password": password, **(extra or {})}.items())
+    return f"{module} required {opts};"

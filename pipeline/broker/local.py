@@ -18,10 +18,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.broker.config import (
     DEFAULT_PORT,
     HOST,
+    BrokerSecurity,
     PropValue,
     choose_bootstrap,
     local_bootstrap,
@@ -62,13 +64,14 @@ class LocalBroker:
     server.properties, log4j2.xml, broker.pid, broker.out (JVM stdout/stderr),
     logs/server.log (the broker log) and data/ (the topic and metadata logs).
     `exit_with_parent=True` (Linux) ends the broker with the process that started it: for tests,
-    not for `framewire broker up`, whose broker outlives the command.
+    not for `framewire broker up`, whose broker outlives the command. `security` (BrokerSecurity) runs the
+    client listener as SASL_SSL with SCRAM-SHA-512 users and ACLs enforced (for tests of secured clients).
     """
 
     def __init__(self, port: int = DEFAULT_PORT, *, controller_port: int | None = None,
                  run_dir: Path | str | None = None, cache_dir: Path | str | None = None,
                  heap: str = "512m", overrides: Mapping[str, PropValue] | None = None,
-                 exit_with_parent: bool = False) -> None:
+                 exit_with_parent: bool = False, security: BrokerSecurity | None = None) -> None:
         self.port = port
         self.controller_port = controller_port if controller_port is not None else port + 1
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_root()
@@ -76,6 +79,7 @@ class LocalBroker:
         self.heap = heap
         self.overrides = dict(overrides or {})
         self.exit_with_parent = exit_with_parent
+        self.security = security
         self._log_marks: dict[Path, int] = {}  # file sizes at launch: error tails show only this run
 
     # -- paths ---------------------------------------------------------------------------------
@@ -106,7 +110,7 @@ class LocalBroker:
     def properties(self) -> dict[str, str]:
         """The server.properties this broker runs with."""
         return server_properties(port=self.port, controller_port=self.controller_port,
-                                 data_dir=self.data_dir, overrides=self.overrides)
+                                 data_dir=self.data_dir, overrides=self.overrides, security=self.security)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def status(self) -> BrokerStatus:
@@ -173,7 +177,8 @@ class LocalBroker:
         if (self.data_dir / "meta.properties").exists():
             return
         cmd = [*self._jvm(java, libs, "256m"), "kafka.tools.StorageTool", "format", "--ignore-formatted",
-               "--cluster-id", new_cluster_id(), "--config", str(self.properties_file)]
+               "--cluster-id", new_cluster_id(), "--config", str(self.properties_file),
+               *(self.security.scram_args() if self.security else [])]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
                               cwd=self.run_dir)
         if proc.returncode != 0:
@@ -199,7 +204,8 @@ class LocalBroker:
                 raise BrokerError(f"the Kafka broker (pid {pid}) exited during startup; see {self.log_file}"
                                   f" and {self.out_file}:\n{self._log_tail()}")
             left = deadline - time.monotonic()
-            if _port_open(self.port) and _answers(self.bootstrap, timeout_s=max(1.0, min(10.0, left))):
+            client = self.security.client() if self.security else {}
+            if _port_open(self.port) and _answers(self.bootstrap, timeout_s=max(1.0, min(10.0, left)), **client):
                 return
             if time.monotonic() >= deadline:
                 raise BrokerError(f"the Kafka broker (pid {pid}) did not answer on {self.bootstrap} within "
@@ -303,7 +309,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _answers(bootstrap: str, timeout_s: float) -> bool:
+def _answers(bootstrap: str, timeout_s: float, **client: Any) -> bool:
     """True when the broker answers a metadata request and lists itself (registered and unfenced)."""
     from kafka import KafkaAdminClient  # imported late: `status()` and unit tests don't need it
     from kafka.errors import KafkaError
@@ -311,7 +317,7 @@ def _answers(bootstrap: str, timeout_s: float) -> bool:
     ms = int(timeout_s * 1000)
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="framewire-broker-probe",
-                                 request_timeout_ms=ms, bootstrap_timeout_ms=ms)
+                                 request_timeout_ms=ms, bootstrap_timeout_ms=ms, **client)
     except (KafkaError, OSError):
         return False
     try:

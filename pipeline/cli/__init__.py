@@ -237,7 +237,7 @@ def tail(
         for rec in subscribe(bootstrap, topic or None, prefix=spec.kafka.topic_prefix, from_beginning=from_beginning,
                              source=source, types=set(type_) if type_ else None, run_id=run_id,
                              idle_timeout=idle_timeout, since=since_t, group_id=group,
-                             track_ids=set(track) if track else None):
+                             track_ids=set(track) if track else None, security=spec.kafka.security):
             if as_json:
                 sys.stdout.write(rec.event.model_dump_json() + "\n")  # type: ignore[attr-defined]
                 sys.stdout.flush()

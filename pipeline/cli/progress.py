@@ -191,7 +191,7 @@ def print_event_digest(run_id: str, spec: PipelineSpec, bootstrap: str, *, conso
     visits: dict[str, list[Any]] = defaultdict(list)  # zone exits
     windows: dict[str, list[Any]] = defaultdict(list)
     for rec in subscribe(bootstrap, prefix=spec.kafka.topic_prefix, from_beginning=True, run_id=run_id,
-                         idle_timeout=3.0):
+                         idle_timeout=3.0, security=spec.kafka.security):
         ev: Any = rec.event
         if ev.type == "detections":
             frames[ev.source_id] += 1

@@ -78,7 +78,7 @@ def topics_create(config: ConfigOpt = None,
 
     bootstrap, plans = _plans(config, start=True)
     try:
-        report = ensure(bootstrap, plans, create=True, fix=fix)
+        report = ensure(bootstrap, plans, create=True, fix=fix, security=_spec(config).kafka.security)
     except Exception as exc:  # noqa: BLE001 - one message and exit 1
         out.print(f"[bold red]error:[/] Kafka {bootstrap}: {type(exc).__name__}: {exc}", highlight=False)
         raise typer.Exit(EXIT_RUNTIME) from None
@@ -105,7 +105,7 @@ def topics_describe(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
     bootstrap, plans = _plans(config, start=False)
     try:
-        states = describe(bootstrap, [p.name for p in plans])
+        states = describe(bootstrap, [p.name for p in plans], security=_spec(config).kafka.security)
     except Exception as exc:  # noqa: BLE001 - one message and exit 1
         out.print(f"[bold red]error:[/] Kafka {bootstrap}: {type(exc).__name__}: {exc}", highlight=False)
         raise typer.Exit(EXIT_RUNTIME) from None

@@ -90,7 +90,7 @@ def index(
         raise _fail(EXIT_RUNTIME, f"Kafka: {exc}") from None
     store = _store(db, create=True)
     ix = Indexer(store, bootstrap, prefix=spec.kafka.topic_prefix, topics=topic, group_id=group, batch_size=batch,
-                 text_vectors=not no_text_vectors)
+                 text_vectors=not no_text_vectors, security=spec.kafka.security)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

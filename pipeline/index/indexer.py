@@ -54,11 +54,13 @@ class Indexer:
     def __init__(self, store: IndexStore, bootstrap: str, *, prefix: str = "framewire",
                  topics: list[str] | None = None, group_id: str = DEFAULT_GROUP, batch_size: int = 500,
                  batch_wait_ms: int = 500, text_vectors: bool = True, minilm_path: str | None = None,
-                 consumer: dict[str, Any] | None = None, optimize_every: int = 50_000) -> None:
+                 consumer: dict[str, Any] | None = None, optimize_every: int = 50_000,
+                 security: Any = None) -> None:
         self.store, self.bootstrap, self.prefix, self.topics = store, bootstrap, prefix, topics
         self.group_id, self.batch_size, self.batch_wait_ms = group_id, batch_size, batch_wait_ms
         self.text_vectors, self.minilm_path = text_vectors, minilm_path
         self.consumer_config = dict(consumer or {})
+        self.security = security  # a KafkaSecuritySpec: TLS/SASL, secrets read when the consumer connects
         self.optimize_every = optimize_every
         self.stats = IndexStats()
         self.caught_up = threading.Event()
@@ -158,7 +160,11 @@ class Indexer:
     def _consumer(self) -> Any:
         from kafka import ConsumerRebalanceListener, KafkaConsumer
 
-        cfg = {"bootstrap_servers": self.bootstrap, "group_id": self.group_id, "enable_auto_commit": False,
+        from pipeline.kafka.client import check_connection, client_config
+
+        check_connection(self.bootstrap, self.security)
+        cfg = {**client_config(self.security), "bootstrap_servers": self.bootstrap, "group_id": self.group_id,
+               "enable_auto_commit": False,
                "auto_offset_reset": "earliest", "isolation_level": "read_committed",
                "metadata_max_age_ms": 5000, "max_poll_records": self.batch_size, **self.consumer_config}
         consumer = KafkaConsumer(**cfg)
@@ -275,4 +281,5 @@ class IndexerHandle:
 def start_indexer_in_background(spec: Any, bootstrap: str, db: str | None = None, **kwargs: Any) -> IndexerHandle:
     """Index ``spec``'s topics (``spec.kafka.topic_prefix``) into ``db`` from a thread; ``handle.stop()`` ends it."""
     store = IndexStore(db)
+    kwargs.setdefault("security", spec.kafka.security)
     return IndexerHandle(Indexer(store, bootstrap, prefix=spec.kafka.topic_prefix, **kwargs))

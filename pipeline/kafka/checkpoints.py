@@ -52,12 +52,18 @@ def transactional_id_for(prefix: str, source_ids: list[str], analysis: str = "")
     return f"{prefix}-archive-{digest}"
 
 
-def read_checkpoints(bootstrap: str, topic: str, *, timeout: float = 30.0) -> dict[str, Checkpoint]:
-    """The latest committed checkpoint of every key on ``topic`` (empty if the topic is new)."""
+def read_checkpoints(bootstrap: str, topic: str, *, timeout: float = 30.0,
+                     security: Any = None) -> dict[str, Checkpoint]:
+    """The latest committed checkpoint of every key on ``topic`` (empty if the topic is new);
+    ``security``: a KafkaSecuritySpec (TLS/SASL)."""
     from kafka import KafkaConsumer, TopicPartition
 
+    from pipeline.kafka.client import check_connection, client_config
+
+    check_connection(bootstrap, security)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             isolation_level="read_committed", auto_offset_reset="earliest")
+                             isolation_level="read_committed", auto_offset_reset="earliest",
+                             **client_config(security))
     out: dict[str, Checkpoint] = {}
     known = set(Checkpoint.__dataclass_fields__)
     try:

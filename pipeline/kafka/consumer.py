@@ -80,8 +80,13 @@ class Subscriber:
         read_committed: bool = True,
         idle_timeout: float | None = None,
         commit_every: int = 100,
+        security: Any = None,
     ) -> None:
         from kafka import KafkaConsumer
+
+        from pipeline.kafka.client import check_connection, client_config
+
+        check_connection(bootstrap, security)
 
         self.topics = topics or Topics(prefix).all()
         self.sources, self.types, self.run_id, self.since = sources, types, run_id, since
@@ -99,6 +104,7 @@ class Subscriber:
             enable_auto_commit=False,
             isolation_level="read_committed" if read_committed else "read_uncommitted",
             consumer_timeout_ms=200,
+            **client_config(security),
         )
         if since is not None and group_id is None:
             self._assign_from(since)

@@ -71,9 +71,11 @@ class ControlChannel:
 
         topic, _ = control_topics(self.prefix)
         _ensure_topics(self.bootstrap, self.prefix, self.spec)
-        self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        sec = _client(self.spec)
+        self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None,
+                                       **sec)
         _assign_at_end(self._consumer, topic)
-        self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **sec)
 
     def poll(self, timeout_ms: int = 0) -> list[Command | Reply]:
         """New commands for this run; a malformed command gets an error reply and is skipped."""
@@ -112,7 +114,14 @@ def _ensure_topics(bootstrap: str, prefix: str, spec: Any = None) -> None:
     from pipeline.spec import PipelineSpec
 
     spec = (spec or PipelineSpec()).with_overrides(**{"kafka.topic_prefix": prefix})
-    ensure(bootstrap, [p for p in plan_topics(spec) if p.role == "control"])
+    ensure(bootstrap, [p for p in plan_topics(spec) if p.role == "control"], security=spec.kafka.security)
+
+
+def _client(spec: Any) -> dict[str, Any]:
+    """TLS/SASL settings of ``spec.kafka.security`` (PLAINTEXT without a spec)."""
+    from pipeline.kafka.client import client_config
+
+    return client_config(spec.kafka if spec is not None else None)
 
 
 def _assign_at_end(consumer: Any, topic: str) -> None:
@@ -144,16 +153,31 @@ def send_command(bootstrap: str, prefix: str, op: str, args: dict[str, Any] | No
     """Send one command and wait for ``expect`` replies (one per listening run) or the timeout;
     ``spec`` (a PipelineSpec) gives the settings of control topics this creates."""
     from kafka import KafkaConsumer, KafkaProducer
+    from kafka.errors import AuthorizationError, KafkaError
+
+    from pipeline.kafka.client import describe_security
 
     cmd = Command(op=op, args=args or {}, run_id=run_id)  # type: ignore[arg-type]
     topic, replies_topic = control_topics(prefix)
     _ensure_topics(bootstrap, prefix, spec)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    sec = _client(spec)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **sec)
     try:
         _assign_at_end(consumer, replies_topic)
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        producer.send(topic, key=cmd.command_id.encode(), value=cmd.model_dump_json().encode()).get(timeout=timeout_s)
-        producer.close(timeout=5)
+        # one record: no idempotent producer id, so a principal without Write fails on the topic, named
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, **sec)
+        try:
+            producer.send(topic, key=cmd.command_id.encode(),
+                          value=cmd.model_dump_json().encode()).get(timeout=timeout_s)
+        except KafkaError as exc:
+            if not isinstance(exc, AuthorizationError) and "AuthorizationFailed" not in str(exc):
+                raise
+            who = describe_security(spec.kafka if spec else None)
+            raise PermissionError(f"Kafka refused the command: the principal {who} may not "
+                                  f"write to {topic} ({type(exc).__name__}); grant it Write on topic {topic} "
+                                  "(docs/deploy.md lists the ACLs)") from exc
+        finally:
+            producer.close(timeout=5)
         got: list[Reply] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and len(got) < expect:

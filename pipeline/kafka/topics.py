@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pipeline.events import Topics
 
 if TYPE_CHECKING:
-    from pipeline.spec import PipelineSpec
+    from pipeline.spec import KafkaSecuritySpec, PipelineSpec
 
 __all__ = ["TopicPlan", "TopicState", "Problem", "EnsureReport", "TopicError", "plan_topics", "describe",
            "check", "ensure"]
@@ -119,18 +119,23 @@ def plan_topics(spec: PipelineSpec) -> list[TopicPlan]:
     return plans
 
 
-def _admin(bootstrap: str) -> Any:
+def _admin(bootstrap: str, security: KafkaSecuritySpec | None = None) -> Any:
     from kafka.admin import KafkaAdminClient
 
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="framewire-topics", request_timeout_ms=15000)
+    from pipeline.kafka.client import check_connection, client_config
+
+    check_connection(bootstrap, security)
+    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="framewire-topics", request_timeout_ms=15000,
+                            **client_config(security))
 
 
-def describe(bootstrap: str, names: list[str], *, admin: Any = None) -> dict[str, TopicState]:
+def describe(bootstrap: str, names: list[str], *, admin: Any = None,
+             security: KafkaSecuritySpec | None = None) -> dict[str, TopicState]:
     """What the cluster has for each of ``names`` (``exists=False`` for a missing one)."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
     own = admin is None
-    admin = admin or _admin(bootstrap)
+    admin = admin or _admin(bootstrap, security)
     try:
         existing = set(admin.list_topics())
         out = {n: TopicState(n, exists=False) for n in names if n not in existing}
@@ -210,13 +215,14 @@ def _ms_or_inf(value: str) -> float:
     return float("inf") if ms < 0 else float(ms)
 
 
-def ensure(bootstrap: str, plans: list[TopicPlan], *, create: bool = True, fix: bool = False) -> EnsureReport:
+def ensure(bootstrap: str, plans: list[TopicPlan], *, create: bool = True, fix: bool = False,
+           security: KafkaSecuritySpec | None = None) -> EnsureReport:
     """Create missing topics (``create``), bring existing ones to the plan (``fix``), then check."""
     from kafka.admin import ConfigResource, ConfigResourceType
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     report = EnsureReport()
-    admin = _admin(bootstrap)
+    admin = _admin(bootstrap, security)
     try:
         states = describe(bootstrap, [p.name for p in plans], admin=admin)
         missing = [p for p in plans if not states[p.name].exists]
@@ -259,7 +265,8 @@ def ensure_for_run(spec: PipelineSpec, bootstrap: str) -> EnsureReport:
 
     ts = spec.kafka.topics
     try:
-        report = ensure(bootstrap, plan_topics(spec), create=ts.create_missing, fix=False)
+        report = ensure(bootstrap, plan_topics(spec), create=ts.create_missing, fix=False,
+                        security=spec.kafka.security)
     except AuthorizationError as exc:  # a locked-down cluster: its admins own the topics
         log.warning("could not check topics on %s (%s: %s); running without the check", bootstrap,
                     type(exc).__name__, exc)
@@ -284,7 +291,7 @@ def state_dict(st: TopicState, plan: TopicPlan | None = None) -> dict[str, Any]:
 
 
 def strimzi_manifests(plans: list[TopicPlan], *, cluster: str, namespace: str | None = None) -> list[dict[str, Any]]:
-    """The plan as Strimzi ``KafkaTopic`` resources (kafka.strimzi.io/v1beta2), for clusters whose
+    """The plan as Strimzi ``KafkaTopic`` resources (kafka.strimzi.io/v1, Strimzi 1.x), for clusters whose
     topics are managed by the Topic Operator rather than by ``framewire topics create``."""
     docs = []
     for p in plans:
@@ -293,7 +300,7 @@ def strimzi_manifests(plans: list[TopicPlan], *, cluster: str, namespace: str | 
                                            "framewire.io/role": p.role}}
         if namespace:
             meta["namespace"] = namespace
-        docs.append({"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaTopic", "metadata": meta,
+        docs.append({"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopic", "metadata": meta,
                      "spec": {"topicName": p.name, "partitions": p.partitions, "replicas": p.replication_factor,
                               "config": {k: int(v) if v.lstrip("-").isdigit() else v for k, v in p.configs.items()}}})
     return docs

@@ -36,7 +36,8 @@ def plan_archive(d: Driver) -> ResumePlan:
     """Read this analysis's checkpoints (no Ray): what resumes, what is done, and why, in one line."""
     from pipeline.kafka.checkpoints import read_checkpoints
 
-    cps = read_checkpoints(d.bootstrap, d.topics.checkpoints) if d.spec.kafka.exactly_once else {}
+    cps = (read_checkpoints(d.bootstrap, d.topics.checkpoints, security=d.spec.kafka.security)
+           if d.spec.kafka.exactly_once else {})
     return plan_resume(d.spec, d.sources, cps, restart=d.restart)
 
 

@@ -149,7 +149,8 @@ class Driver:
             self.bootstrap, spec.kafka.producer, run_id=self.run_id, commit_timeout=spec.kafka.commit_timeout_s,
             topic_prefix=spec.kafka.topic_prefix, hysteresis=(spec.live.query_on_frames, spec.live.query_off_frames),
             per_frame_queries=spec.live.per_frame_queries, clock="wall" if live else "pts",
-            analytics=_analytics_config(spec), frame_rate=spec.decode.fps, **feed.publisher_options())
+            analytics=_analytics_config(spec), frame_rate=spec.decode.fps, security=spec.kafka.security,
+            **feed.publisher_options())
         ray.get(self.publisher.ready.remote())  # init_transactions done: a crashed predecessor is fenced
         ray.get(self.publisher.set_uris.remote(uris))
         infos = ray.get([m.info.remote() for m in self.models])

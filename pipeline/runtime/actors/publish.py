@@ -35,9 +35,14 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-def producer_config(bootstrap: str, overrides: dict[str, Any], transactional_id: str | None = None) -> dict[str, Any]:
-    """Our delivery defaults; user settings pass through to KafkaProducer unchanged."""
+def producer_config(bootstrap: str, overrides: dict[str, Any], transactional_id: str | None = None,
+                    security: Any = None) -> dict[str, Any]:
+    """Our delivery defaults, then TLS/SASL from ``security`` (a KafkaSecuritySpec, read here so secrets
+    never travel through Ray); user settings pass through to KafkaProducer unchanged."""
+    from pipeline.kafka.client import client_config
+
     conf = dict(_DEFAULTS)
+    conf.update(client_config(security))
     if transactional_id:
         # right after a commit the broker answers the next transaction's first write "concurrent transactions"
         # until its markers are written (a few ms); kafka-python's default 100 ms backoff made every other
@@ -83,13 +88,14 @@ class PublisherActor:
                  topic_prefix: str = "framewire", hysteresis: tuple[int, int] = (3, 3),
                  per_frame_queries: bool = False, analytics: dict[str, Any] | None = None,
                  clock: str = "pts", analysis: str = "", epoch: int = 0,
-                 describe: dict[str, Any] | None = None, frame_rate: float | None = None) -> None:
+                 describe: dict[str, Any] | None = None, frame_rate: float | None = None,
+                 security: Any = None) -> None:
         from kafka import KafkaProducer
 
         from pipeline.runtime.analytics import analytics_factory
 
         self.txn = bool(transactional_id)
-        self.producer = KafkaProducer(**producer_config(bootstrap, overrides, transactional_id))
+        self.producer = KafkaProducer(**producer_config(bootstrap, overrides, transactional_id, security))
         if self.txn:
             self.producer.init_transactions()  # aborts and fences a crashed run with the same id
         self.checkpoint_topic = checkpoint_topic

@@ -94,13 +94,13 @@ def test_strimzi_manifests_in_k8s_match_the_cluster_config() -> None:
 
     plans = plan_topics(load_spec([CONFIG_DIR / "cluster.yaml"], environ={}))
     want = strimzi_manifests(plans, cluster="framewire")
-    committed = list(yaml.safe_load_all((CONFIG_DIR.parent / "k8s" / "kafka-topics.yaml").read_text()))
+    committed = list(yaml.safe_load_all((CONFIG_DIR.parent / "k8s" / "base" / "kafka-topics.yaml").read_text()))
     assert committed == want, "regenerate: framewire topics manifest --config configs/cluster.yaml " \
-                              "> k8s/kafka-topics.yaml"
+                              "> k8s/base/kafka-topics.yaml"
     names = [d["metadata"]["name"] for d in want]
     assert len(set(names)) == len(names) == len(plans)
     for doc, plan in zip(want, plans, strict=True):
-        assert doc["apiVersion"] == "kafka.strimzi.io/v1beta2" and doc["kind"] == "KafkaTopic"
+        assert doc["apiVersion"] == "kafka.strimzi.io/v1" and doc["kind"] == "KafkaTopic"
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])  # RFC 1123 label
         assert doc["metadata"]["labels"]["strimzi.io/cluster"] == "framewire"
         spec = doc["spec"]
