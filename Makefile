@@ -5,7 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FW := $(VENV)/bin/framewire
 STAMP := $(VENV)/.installed
-CLIP ?= $(or $(FRAMEWIRE_CACHE),$(HOME)/.cache/framewire)/samples/bikes.mp4
+SAMPLES := $(or $(FRAMEWIRE_CACHE),$(HOME)/.cache/framewire)/samples
+CLIP ?= $(SAMPLES)/bikes.mp4 $(SAMPLES)/street-signs.mp4
 PYTEST_ARGS ?=
 
 .PHONY: setup system-deps assets run test test-unit test-integration bench bench-live broker-up broker-down lint clean
@@ -40,7 +41,10 @@ test-integration: setup
 	$(PY) -m pytest tests/integration tests/e2e -q $(PYTEST_ARGS)
 
 bench: setup
+	$(FW) broker up
 	$(PY) -m tests.bench.bench_pipeline
+	$(PY) -m tests.bench.bench_stage
+	$(PY) -m tests.bench.bench_archive
 
 bench-live: setup
 	$(FW) broker up

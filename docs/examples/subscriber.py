@@ -14,7 +14,7 @@ ap.add_argument("--max", type=int, default=0, help="stop after this many distinc
 ap.add_argument("--timeout", type=float, default=0, help="stop after this many idle seconds")
 args = ap.parse_args()
 topics = [f"{args.prefix}.{t}" for t in ("captions", "detections", "queries", "embeddings", "thumbnails",
-                                              "ocr", "status", "errors")]
+                                              "ocr", "tracks", "zones", "windows", "status", "errors")]
 consumer = KafkaConsumer(*topics, bootstrap_servers=args.bootstrap, auto_offset_reset="earliest",
                          isolation_level="read_committed",  # archive runs are transactional
                          consumer_timeout_ms=int(args.timeout * 1000) or float("inf"))
@@ -29,6 +29,11 @@ for record in consumer:
             "query_match": lambda e: f"{e['query']!r} {e['state']}", "embedding": lambda e: f"dim={e['dim']}",
             "thumbnail": lambda e: f"{e['width']}x{e['height']} jpeg {e['size_bytes']} B",
             "ocr": lambda e: [line["text"] for line in e["lines"]],
+            "track": lambda e: f"{e['label']} #{e['track_id']} {e['kind']}",
+            "zone": lambda e: f"#{e['track_id']} {e['kind']} {e['zone']}",
+            "line": lambda e: f"#{e['track_id']} crossed {e['line']} {e['direction']}",
+            "window": lambda e: f"{e['start']}..{e['end']} {e['frames']} frames",
+            "answer": lambda e: f"{e['question']!r}: {e['answer']!r}",
             "status": lambda e: e["state"], "error": lambda e: f"{e['stage']}: {e['reason']}"}
     detail = what.get(ev["type"], lambda e: "")(ev)  # unknown (newer) types are printed, not fatal
     print(f"{ev['type']:<11} {ev['source_id']} {ev.get('pts', '')} {detail}", flush=True)

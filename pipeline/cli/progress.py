@@ -190,6 +190,7 @@ def print_event_digest(run_id: str, spec: PipelineSpec, bootstrap: str, *, conso
     crossings: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)  # (line, direction)
     visits: dict[str, list[Any]] = defaultdict(list)  # zone exits
     windows: dict[str, list[Any]] = defaultdict(list)
+    texts: dict[str, dict[str, list[float]]] = defaultdict(dict)  # OCR: text -> pts it was read at
     for rec in subscribe(bootstrap, prefix=spec.kafka.topic_prefix, from_beginning=True, run_id=run_id,
                          idle_timeout=3.0, security=spec.kafka.security):
         ev: Any = rec.event
@@ -213,9 +214,12 @@ def print_event_digest(run_id: str, spec: PipelineSpec, bootstrap: str, *, conso
             visits[ev.source_id].append(ev)
         elif ev.type == "window":
             windows[ev.source_id].append(ev)
+        elif ev.type == "ocr":
+            for line in ev.lines:
+                texts[ev.source_id].setdefault(line.text, []).append(ev.pts)
     console.print(f"\nwhat the events say (read back from Kafka; `framewire tail --run-id {run_id} "
                   "--from-beginning` prints them all):", highlight=False)
-    for sid in sorted(set(frames) | set(captions) | set(embedded)):
+    for sid in sorted(set(frames) | set(captions) | set(embedded) | set(texts)):
         n = frames[sid] or embedded[sid]
         if frames[sid] or not embedded[sid]:  # as before for runs without embeddings
             seen = ", ".join(f"{lbl} in {k}/{n} frames" for lbl, k in labels[sid].most_common(6)) or "nothing"
@@ -234,6 +238,9 @@ def print_event_digest(run_id: str, spec: PipelineSpec, bootstrap: str, *, conso
                 when = ", ".join(f"{t:.1f}s" for t in ts[:8]) + (" ..." if len(ts) > 8 else "")
                 console.print(f"    query {q!r}: matched in {len(ts)}/{n} frames" + (f" (t={when})" if ts else ""),
                               highlight=False)
+        for text, ts in sorted(texts[sid].items(), key=lambda kv: min(kv[1]))[: show * 2]:
+            console.print(f"    text {text!r}: read in {len(ts)} frames (t={min(ts):.1f}s..{max(ts):.1f}s)",
+                          highlight=False)
         _print_over_time(sid, tracks[sid], crossings[sid], visits[sid], windows[sid], console=console, show=show)
     for line in errors[: show * 3]:
         console.print(f"  [red]{line}[/]", highlight=False)

@@ -27,15 +27,10 @@ from tests.support.index_events import ocr_event, scene, track_event
 pytestmark = [pytest.mark.integration]
 
 
-def _topics(bootstrap: str, prefix: str, extra: tuple[str, ...] = ("ocr", "tracks")) -> PipelineSpec:
-    from kafka import KafkaAdminClient
-
+def _topics(bootstrap: str, prefix: str) -> PipelineSpec:
+    """Every topic of the plan (ocr and tracks included) under ``prefix``."""
     spec = PipelineSpec().with_overrides(**{"kafka.topic_prefix": prefix})
     ensure(bootstrap, plan_topics(spec))
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics({f"{prefix}.{t}": {"num_partitions": 3, "replication_factor": 1} for t in extra},
-                        wait_for_metadata=True)
-    admin.close()
     return spec
 
 
