@@ -179,12 +179,17 @@ class Driver:
         deadline = time.monotonic() + self.spec.live.duration_s if (
             self.spec.mode == "live" and self.spec.live.duration_s) else None
 
-        def on_published(res: PublishResult) -> None:
+        live = self.spec.mode == "live"
+        sent: dict[Any, tuple[float, int]] = {}  # publish ref -> (dispatched at, frames)
+
+        def on_published(res: PublishResult, trip: tuple[float, int] | None = None) -> None:
             nonlocal frames, model_s, errors
             frames += res.model_frames
             model_s += res.model_s
             errors += res.failed
-            if res.model_frames and res.model_s:
+            if live and trip is not None:  # live budgets cover the whole trip: transfer, model, stage, producer
+                policy.observe(trip[1], time.monotonic() - trip[0])
+            elif res.model_frames and res.model_s:
                 policy.observe(res.model_frames, res.model_s)
             feed.on_published(res)
             if self.on_publish:
@@ -213,7 +218,7 @@ class Driver:
                 for ref in ready:
                     if ref in model_refs:
                         model_load[model_refs.pop(ref)] -= 1
-                        on_published(ray.get(ref))
+                        on_published(ray.get(ref), sent.pop(ref, None))
                     else:
                         feed.on_reply(ref)
                 policy.expire(time.time())
@@ -225,6 +230,7 @@ class Driver:
                     if not batch:
                         break
                     pub = self._dispatch(idx, batch, feed)
+                    sent[pub] = (time.monotonic(), sum(c.n for c in batch))
                     model_refs[pub] = idx
                     model_load[idx] += 1
                     batches += 1
