@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Checkpoint", "checkpoint_record", "read_checkpoints", "transactional_id_for"]
 
@@ -83,8 +86,13 @@ def read_checkpoints(bootstrap: str, topic: str, *, timeout: float = 30.0,
                 for r in records:
                     if r.value is None:
                         continue
-                    data = json.loads(r.value)
-                    cp = Checkpoint(**{k: v for k, v in data.items() if k in known})
+                    try:
+                        data = json.loads(r.value)
+                        cp = Checkpoint(**{k: v for k, v in data.items() if k in known})
+                    except (ValueError, TypeError, AttributeError) as exc:  # not ours: never block a run on it
+                        log.warning("%s[%d]@%d is not a framewire checkpoint (%s); ignored", topic, r.partition,
+                                    r.offset, exc)
+                        continue
                     out[cp.key] = cp
     finally:
         consumer.close()
