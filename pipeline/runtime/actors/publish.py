@@ -124,7 +124,8 @@ class PublisherActor:
             self.frames[sid] = cp.frames
             self.stage.restore(sid, cp.state)
 
-    def debug_state(self) -> dict[str, Any]:
+    def held(self) -> dict[str, tuple[int, list[int]]]:
+        """Per source: the next chunk the stage waits for and the later ones it holds (for diagnosing a stall)."""
         return {sid: (src.next_seq, sorted(src.held)) for sid, src in self.stage.sources.items()}
 
     def next_seq(self, source_id: str) -> int:
