@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from operators.frames import FrameBatch
 from operators.geometry import ResizeMode, batch_to_source_xyxy, letterbox
 from operators.models.base import VisionModel
-from operators.models.coco import COCO_LABELS, compose_caption, label_phrases
+from operators.models.coco import COCO_LABELS, detector_output, label_phrases
 from operators.models.weights import ModelNotFoundError
-from operators.results import Captions, Detections, ModelOutput, QueryAnswers
+from operators.results import Detections, ModelOutput, QueryAnswers
 
 __all__ = ["DEFAULT_ID", "CenterNetModel", "classwise_nms", "decode_heatmap", "match_queries"]
 
@@ -331,14 +331,7 @@ class CenterNetModel(VisionModel):
                 parts.append(Detections(np.full(int(ok.sum()), row), xyxy[ok], score[ok],
                                         np.array([COCO_LABELS[int(c)] for c in cls[ok]], np.str_)))
         dets = Detections.concat(parts)
-        out = ModelOutput(n_frames=n)
-        if "detect" in self.tasks:
-            out.detections = dets
-            out.models["detect"] = self.model_id
-        if "caption" in self.tasks:
-            out.captions = Captions([compose_caption(dets.for_frame(r).label.tolist()) for r in range(n)],
-                                    kind="composed")
-            out.models["caption"] = f"composed:{self.model_id}"
+        out = detector_output(dets, n, self.tasks, self.model_id)
         if "query" in self.tasks:
             out.queries = self.answer_queries(dets, n)
             out.models["query"] = f"{MINILM_ID}+{self.model_id}"

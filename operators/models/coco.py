@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from operators.results import Captions, Detections, ModelOutput
+
 __all__ = ["COCO_LABELS", "SYNONYMS", "compose_caption", "count_phrase", "label_phrases", "plural"]
 
 COCO_LABELS: tuple[str, ...] = (
@@ -92,3 +94,16 @@ def compose_caption(labels: Sequence[str], empty: str = "no objects detected") -
 def label_phrases(label: str) -> tuple[str, ...]:
     """The label itself, its plural and its synonyms: what a query about it may say."""
     return tuple(dict.fromkeys((label, plural(label), *SYNONYMS.get(label, ()))))
+
+
+def detector_output(dets: Detections, n: int, tasks: Sequence[str], model_id: str) -> ModelOutput:
+    """A closed-set detector's batch output: its boxes (task detect) and captions composed from them (caption)."""
+    out = ModelOutput(n_frames=n)
+    if "detect" in tasks:
+        out.detections = dets
+        out.models["detect"] = model_id
+    if "caption" in tasks:
+        out.captions = Captions([compose_caption(dets.for_frame(r).label.tolist()) for r in range(n)],
+                                kind="composed")
+        out.models["caption"] = f"composed:{model_id}"
+    return out

@@ -19,10 +19,10 @@ import numpy as np
 from operators.frames import FrameBatch
 from operators.models.base import VisionModel
 from operators.models.boxes import to_source
-from operators.models.coco import compose_caption
+from operators.models.coco import detector_output
 from operators.models.device import frames_to_model_input, processor_norm, select_device
 from operators.models.weights import resolve_weights
-from operators.results import Captions, Detections, ModelOutput
+from operators.results import Detections, ModelOutput
 
 __all__ = ["HFDetectModel", "processor_size"]
 
@@ -160,12 +160,5 @@ class HFDetectModel(VisionModel):
                 parts.append(Detections(np.full(int(ok.sum()), row), xyxy[ok], scores[order][ok],
                                         np.array([names.get(int(i), str(int(i))) for i in ids], np.str_)))
         dets = Detections.concat(parts)
-        out = ModelOutput(n_frames=n)
-        if "detect" in self.tasks:
-            out.detections = dets
-            out.models["detect"] = self.model_id
-        if "caption" in self.tasks:
-            out.captions = Captions([compose_caption(dets.for_frame(r).label.tolist()) for r in range(n)],
-                                    kind="composed")
-            out.models["caption"] = f"composed:{self.model_id}"
+        out = detector_output(dets, n, self.tasks, self.model_id)
         return out

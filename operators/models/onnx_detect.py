@@ -28,9 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from operators.frames import FrameBatch
 from operators.models.base import VisionModel
 from operators.models.boxes import to_source
-from operators.models.coco import COCO_LABELS, compose_caption
+from operators.models.coco import COCO_LABELS, detector_output
 from operators.models.weights import ModelNotFoundError
-from operators.results import Captions, Detections, ModelOutput
+from operators.results import Detections, ModelOutput
 
 __all__ = ["OnnxDetectModel", "OnnxOptions", "decode_outputs"]
 
@@ -274,12 +274,5 @@ class OnnxDetectModel(VisionModel):
             labels = [self.names[c] if 0 <= c < len(self.names) else str(int(c)) for c in cls[ok]]
             parts.append(Detections(np.full(int(ok.sum()), row), src[ok], score[ok], np.array(labels, np.str_)))
         dets = Detections.concat(parts)
-        out = ModelOutput(n_frames=n)
-        if "detect" in self.tasks:
-            out.detections = dets
-            out.models["detect"] = self.model_id
-        if "caption" in self.tasks:
-            out.captions = Captions([compose_caption(dets.for_frame(r).label.tolist()) for r in range(n)],
-                                    kind="composed")
-            out.models["caption"] = f"composed:{self.model_id}"
+        out = detector_output(dets, n, self.tasks, self.model_id)
         return out
