@@ -56,7 +56,9 @@ class ModelSpec(_Strict):
     batch_size: int = Field(8, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    replicas: int = Field(1, ge=1, description="ModelActor pool size")
+    replicas: int | Literal["auto"] = Field(
+        "auto", description="ModelActor pool size; auto: 1, but 2 single-threaded replicas for a live run on a CPU "
+                            "with 2+ cores (onnxruntime and torch scale poorly across threads on small batches)")
     cpus: float = Field(1.0, gt=0, description="Ray CPU share of one ModelActor (also its torch threads)")
     gpus: float = Field(0.0, ge=0, description="GPUs per ModelActor; used only when a GPU is present")
     options: dict[str, Any] = Field(default_factory=dict, description="family-specific options")

@@ -208,7 +208,7 @@ class ArchiveFeed(Feed):
     def done(self) -> bool:
         return not self.waiting and not self.reads and len(self.finished) == len(self.d.sources)
 
-    def dropped(self, chunks: list[Chunk]) -> None:  # the archive policy never drops
+    def dropped(self, chunks: list[Chunk]) -> list[Any]:  # the archive policy never drops
         raise AssertionError(f"archive policy dropped {len(chunks)} chunks")
 
     def close(self) -> None:

@@ -172,14 +172,13 @@ class LiveFeed(Feed):
         else:
             self._read(sid)
 
-    def dropped(self, chunks: list[Chunk]) -> None:
+    def dropped(self, chunks: list[Chunk]) -> list[Any]:
         by_source: dict[str, list[int]] = {}
         for c in chunks:
             if c.source_id in self.d.progress:
                 self.d.progress[c.source_id].driver_dropped += c.n
             by_source.setdefault(c.source_id, []).append(c.seq)
-        for sid, seqs in by_source.items():
-            self.d.publisher.skip.remote(sid, seqs)
+        return [self.d.publisher.skip.remote(sid, seqs) for sid, seqs in by_source.items()]
 
     def on_published(self, res: PublishResult) -> None:
         now = time.monotonic()

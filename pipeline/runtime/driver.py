@@ -28,7 +28,7 @@ from pipeline.runtime.summary import RunSummary, SourceProgress
 from pipeline.sources import Source
 from pipeline.spec import PipelineSpec
 
-__all__ = ["Driver", "init_ray", "model_threads", "REPO_ROOT"]
+__all__ = ["Driver", "init_ray", "model_replicas", "model_threads", "REPO_ROOT"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,7 +49,25 @@ def init_ray(spec: PipelineSpec, needed_cpus: float = 0.0) -> None:
              configure_logging=True, logging_level="WARNING")
 
 
-def model_threads(spec: PipelineSpec, cores: int | None = None) -> int:
+def model_replicas(spec: PipelineSpec, cores: int | None = None, gpu: bool = False) -> int:
+    """ModelActors to start: ``model.replicas``, or for ``auto`` one, except a live run on a CPU with two
+    or more cores, which gets two single-threaded replicas: a small batch scales poorly across intra-op
+    threads (CenterNet on 2 cores: 18.5 frames/s on one thread, 23.3 on two), so two replicas side by
+    side deliver more (``make bench-live``: 12 cameras, 16.1 frames/s against 11.2).
+
+    >>> from pipeline.spec import PipelineSpec
+    >>> live = PipelineSpec(mode="live")
+    >>> model_replicas(PipelineSpec(), cores=2), model_replicas(live, cores=2), model_replicas(live, 2, gpu=True)
+    (1, 2, 1)
+    """
+    if spec.model.replicas != "auto":
+        return int(spec.model.replicas)
+    cores = cores or os.cpu_count() or 1
+    on_cpu = spec.model.device == "cpu" or not gpu
+    return min(2, cores) if (spec.mode == "live" and on_cpu) else 1
+
+
+def model_threads(spec: PipelineSpec, cores: int | None = None, replicas: int | None = None) -> int:
     """Torch threads of one ModelActor: what the plan leaves free on the machine, shared by the replicas.
 
     Decoding sampled frames costs a small share of a core per source, so the model gets every core but
@@ -58,11 +76,14 @@ def model_threads(spec: PipelineSpec, cores: int | None = None) -> int:
     >>> from pipeline.spec import PipelineSpec
     >>> model_threads(PipelineSpec(), cores=2), model_threads(PipelineSpec(), cores=16)
     (2, 16)
+    >>> model_threads(PipelineSpec(mode="live"), cores=2)
+    1
     """
     cores = cores or os.cpu_count() or 1
+    replicas = replicas or model_replicas(spec, cores)
     decode_share = 0.1 * spec.decode.concurrent_sources if spec.mode == "archive" else 0.1 * max(1, len(spec.sources))
     free = cores - (math.floor(decode_share + 0.5) if cores > 4 else 0)
-    return max(1, int(free // spec.model.replicas))
+    return max(1, int(free // replicas))
 
 
 def check_analytics_sources(spec: PipelineSpec, sources: list[Source]) -> None:
@@ -107,6 +128,7 @@ class Driver:
 
         self.topics = Topics(spec.kafka.topic_prefix)
         self.models: list[Any] = []
+        self.replicas = model_replicas(spec)  # settled in start_actors, once Ray says whether it has a GPU
         self.publisher: Any = None
         self.resume_plan: Any = None
 
@@ -114,7 +136,7 @@ class Driver:
     def _model_kwargs(self) -> dict[str, Any]:
         m = self.spec.model
         opts = dict(m.options)
-        opts.setdefault("threads", model_threads(self.spec))
+        opts.setdefault("threads", model_threads(self.spec, replicas=self.replicas))
         return dict(model_id=m.id, path=m.path, tasks=list(m.tasks), queries=list(self.spec.queries),
                     questions=list(self.spec.questions),
                     device=m.device, dtype=m.dtype, batch_size=m.batch_size, **opts)
@@ -134,8 +156,9 @@ class Driver:
         self.topic_report = ensure_for_run(spec, self.bootstrap)  # before Ray: a bad topic fails in seconds
         live = spec.mode == "live"
         concurrent = len(self.sources) if live else min(len(self.sources), spec.decode.concurrent_sources)
-        init_ray(spec, spec.decode.cpus * concurrent + spec.model.cpus * spec.model.replicas + 0.5)
+        init_ray(spec, spec.decode.cpus * concurrent + spec.model.cpus * model_replicas(spec) + 0.5)
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        self.replicas = model_replicas(spec, gpu=has_gpu)
         gpus = spec.model.gpus if (has_gpu and spec.model.device != "cpu") else 0
         uris = {s.id: s.display for s in self.sources}
         thumbs = spec.thumbnails.model_dump(exclude={"enabled"}) if spec.thumbnails.enabled else None
@@ -143,7 +166,7 @@ class Driver:
             ModelActor.options(num_cpus=spec.model.cpus, num_gpus=gpus).remote(  # type: ignore[attr-defined]
                 spec.model.name, self._model_kwargs(), self.run_id, uris, spec.kafka.topic_prefix, live,
                 thumbnails=thumbs, per_frame_queries=True)
-            for _ in range(spec.model.replicas)
+            for _ in range(self.replicas)
         ]
         self.publisher = PublisherActor.options(num_cpus=0.1).remote(  # type: ignore[attr-defined]
             self.bootstrap, spec.kafka.producer, run_id=self.run_id, commit_timeout=spec.kafka.commit_timeout_s,
@@ -181,6 +204,10 @@ class Driver:
 
         live = self.spec.mode == "live"
         sent: dict[Any, tuple[float, int]] = {}  # publish ref -> (dispatched at, frames)
+        # live: a model is free again as soon as its own call returns, while the publisher still works on the
+        # last batch (the model never waits for the stage and the producer); archive: when the batch is published
+        running: dict[Any, int] = {}  # model result ref -> model index (live only)
+        skips: set[Any] = set()  # refs of PublishResults of dropped chunks (they release what waited behind)
 
         def on_published(res: PublishResult, trip: tuple[float, int] | None = None) -> None:
             nonlocal frames, model_s, errors
@@ -200,25 +227,33 @@ class Driver:
             while not self.stop_event.is_set():
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                if feed.done() and not policy.buffered() and not model_refs:
+                if feed.done() and not policy.buffered() and not model_refs and not skips:
                     break
-                wait_on = feed.refs() + list(model_refs)
+                wait_on = feed.refs() + list(model_refs) + list(running) + list(skips)
                 # sleep until a reply, or until a waiting partial batch is due (only if a model could take it:
                 # a zero timeout with every model busy would spin the driver on a core the model needs)
                 cap = 0.05 if self.spec.mode == "live" else 1.0
                 free = min(model_load) < policy.inflight_per_model
                 hint = getattr(policy, "wait_hint", None)
                 timeout = min(hint(time.monotonic()), cap) if (free and hint is not None) else cap
-                ready, _ = ray.wait(wait_on, num_returns=1, timeout=timeout) if wait_on else ([], [])
+                ready, _ = (ray.wait(wait_on, num_returns=1, timeout=timeout, fetch_local=False) if wait_on
+                            else ([], []))
                 if not wait_on:
                     time.sleep(0.05)
                 if ready:  # take everything else already done too
-                    more, _ = ray.wait(wait_on, num_returns=len(wait_on), timeout=0)
+                    more, _ = ray.wait(wait_on, num_returns=len(wait_on), timeout=0, fetch_local=False)
                     ready = list(dict.fromkeys(ready + more))
                 for ref in ready:
-                    if ref in model_refs:
-                        model_load[model_refs.pop(ref)] -= 1
+                    if ref in running:
+                        model_load[running.pop(ref)] -= 1
+                    elif ref in model_refs:
+                        idx = model_refs.pop(ref)
+                        if not live:
+                            model_load[idx] -= 1
                         on_published(ray.get(ref), sent.pop(ref, None))
+                    elif ref in skips:
+                        skips.discard(ref)
+                        on_published(ray.get(ref))
                     else:
                         feed.on_reply(ref)
                 policy.expire(time.time())
@@ -229,21 +264,23 @@ class Driver:
                     batch = policy.next_batch(time.monotonic(), time.time(), force=feed.idle())
                     if not batch:
                         break
-                    pub = self._dispatch(idx, batch, feed)
+                    result, pub = self._dispatch(idx, batch, feed)
+                    if live:
+                        running[result] = idx
                     sent[pub] = (time.monotonic(), sum(c.n for c in batch))
                     model_refs[pub] = idx
                     model_load[idx] += 1
                     batches += 1
                 gone = policy.take_dropped()
                 if gone:
-                    feed.dropped(gone)
+                    skips.update(feed.dropped(gone))
                 feed.request_more()
                 feed.tick()
                 if self.on_progress:
                     self.on_progress(self.progress)
         finally:
             feed.close()
-            for ref in list(model_refs):  # let batches already sent to the models finish
+            for ref in [*model_refs, *skips]:  # let batches already sent to the models finish
                 try:
                     on_published(ray.get(ref, timeout=120))
                 except Exception:  # noqa: BLE001 - reported by the caller's summary
@@ -260,12 +297,13 @@ class Driver:
         return RunSummary(self.run_id, list(self.progress.values()), delivery, time.perf_counter() - t_start,
                           frames, model_s, batches, errors, extra)
 
-    def _dispatch(self, idx: int, batch: list[Chunk], feed: Feed) -> Any:
+    def _dispatch(self, idx: int, batch: list[Chunk], feed: Feed) -> tuple[Any, Any]:
+        """Send a batch to model ``idx``; returns (its result ref, the ref of its publication)."""
         refs = [c.ref for c in batch]
         ids = [(c.source_id, c.seq) for c in batch]
         budgets = feed.budgets({c.source_id for c in batch})
         result = self.models[idx].process.remote(*refs, ids=ids, budgets_ms=budgets)
-        return self.publisher.publish.remote(result)
+        return result, self.publisher.publish.remote(result)
 
     def shutdown(self) -> None:
         for a in [*self.models, self.publisher]:

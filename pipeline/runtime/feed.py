@@ -27,7 +27,10 @@ class Feed:
     def make_policy(self) -> Policy:
         raise NotImplementedError
 
-    def dropped(self, chunks: list[Chunk]) -> None: ...
+    def dropped(self, chunks: list[Chunk]) -> list[Any]:
+        """The policy gave these up; returns refs of PublishResults the driver counts like publications
+        (a skipped chunk releases the later chunks of its source held behind it)."""
+        return []
 
     def finish_all(self) -> None: ...
 

@@ -116,3 +116,38 @@ def test_cameras_drop_and_return_and_change_at_run_time(kafka_bootstrap: str, ra
     assert all(ev.latency_ms >= 0 for ev in captions)
     # credentials never reach events
     assert not any("hunter2" in ev.model_dump_json() for ev in events)
+
+
+def test_overloaded_cameras_count_every_published_frame(kafka_bootstrap: str, ray_local: None, bikes: Path) -> None:
+    """Under overload the live policy drops chunks; a dropped chunk releases the later chunks of its camera
+    that waited behind it. Those frames are published too, and the run's counts must say so: per camera,
+    frames counted published == caption events on the topic, and every sampled frame is published or dropped."""
+    prefix = f"over{uuid.uuid4().hex[:8]}"
+    spec = load_spec([], environ={}).with_overrides(**{
+        "mode": "live", "model.name": FAKE, "model.id": "fake", "model.options": {"size": [48, 64], "delay_s": 0.25},
+        "model.tasks": ["caption"], "queries": [], "decode.fps": 8, "decode.chunk": 1, "model.cpus": 0.5,
+        "model.replicas": 1, "batching.max_batch": 2, "decode.cpus": 0.25, "kafka.topic_prefix": prefix,
+        "live.latency_budget_ms": 1200, "live.control": False})
+    with RtspCameras({"a": bikes, "b": bikes, "c": bikes}) as cams:
+        srcs = expand_sources([cams.url(c) for c in "abc"])
+        stop = threading.Event()
+        pipe = Driver(spec, srcs, bootstrap=kafka_bootstrap, stop=stop)
+        result: dict[str, Any] = {}
+        runner = threading.Thread(target=lambda: result.setdefault("summary", pipe.run()), daemon=True)
+        runner.start()
+        try:
+            wait_for(lambda: all(pipe.progress[s.id].published >= 6 for s in srcs), 90, "every camera publishing")
+            time.sleep(6)
+        finally:
+            stop.set()
+            runner.join(timeout=60)
+    summary = result["summary"]
+    assert summary.delivery.failed == 0
+    captions: dict[str, int] = defaultdict(int)
+    for r in subscribe(kafka_bootstrap, prefix=prefix, from_beginning=True, run_id=pipe.run_id, idle_timeout=3.0):
+        if r.event.type == "caption":
+            captions[r.event.source_id] += 1
+    assert sum(p.dropped for p in pipe.progress.values()) > 0, "the cameras were meant to overload the model"
+    for s in srcs:
+        p = pipe.progress[s.id]
+        assert p.published == captions[s.id], (s.id, p.published, captions[s.id])
