@@ -3,18 +3,26 @@
 For each N and each live policy it prints sustained fps per camera, the frames/s delivered in
 all against the model's capacity, capture-to-publish latency p50/p95/p99 (capture = the
 frame left the camera reader; publish = its events handed to the Kafka producer), the drop
-rate, and whether N holds the target fps with p95 under the budget. The baseline, measured
-in the same run, is the model alone on the same frames with every core: the frames/s it
-can do bounds how many cameras any scheduler could keep up with. ``budget`` is the live
-policy; ``fifo`` is the earlier one (full batches oldest first, two queued per model).
+rate, and whether N holds the target fps with p95 under the budget. Two baselines, measured
+in the same run: the model alone on the same frames with every core of an idle machine
+(``of alone``: the best of one replica on every thread and the arrangements compared), and
+the model alone (arranged as in the row) while N camera readers decode the same streams in
+another process (``beside N``, ``of it``): on a 2-core machine the cameras' decoding takes a
+share of the cores, so that is the capacity no scheduler could beat. ``busy`` is the share of
+the window the models spent in their own calls (2 replicas: up to 200%), ``in-call`` their
+frames/s inside them; ``models`` is replicas x threads (``--replicas 1,auto`` compares). ``budget``
+is the live policy; ``fifo`` is the earlier one (full batches oldest first, two queued per model).
 
-    python -m tests.bench.bench_live [--cameras 1,2,4,6,8] [--fps 2] [--seconds 20] [--policies budget,fifo]
+    python -m tests.bench.bench_live [--cameras 1,2,4,8,12] [--fps 2] [--seconds 20] [--policies budget,fifo]
+                                     [--replicas 1,auto]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -22,39 +30,116 @@ from typing import Any
 
 from operators.decode import DecodeOptions, decode
 from operators.models.registry import create
-from pipeline.runtime.driver import Driver
+from pipeline.runtime.driver import Driver, model_replicas, model_threads
 from pipeline.runtime.summary import percentile
 from pipeline.sources import expand_sources
 from pipeline.spec import PipelineSpec, load_spec
 from tests.support.live_servers import RtspCameras, available
 
 
-def model_only_fps(spec: PipelineSpec, clip: str, frames: int = 48) -> float:
+def model_only_fps(spec: PipelineSpec, clip: str, frames: int = 48, threads: int | None = None,
+                   ready: Any = None) -> tuple[float, tuple[int, int]]:
+    """Frames/s of the model alone on decoded frames (``threads``: every core), and its input size;
+    ``ready`` (if given) is called after the warm-up, before the timed part."""
     m = spec.model
     model = create(m.name, model_id=m.id, path=m.path, tasks=list(m.tasks), queries=list(spec.queries),
-                   batch_size=m.batch_size, threads=os.cpu_count() or 1, **m.options)
+                   batch_size=m.batch_size, **{**m.options, "threads": threads or os.cpu_count() or 1})
     model.setup()
     chunks = list(decode(clip, "bench", DecodeOptions(fps=None, size=model.input_size(), chunk=m.batch_size,
                                                       max_frames=frames)))
     model(chunks[0])  # warm-up
+    if ready is not None:
+        ready()
     t0 = time.perf_counter()
     n = 0
     for c in chunks:
         model(c)
         n += len(c)
     fps = n / (time.perf_counter() - t0)
+    size = tuple(model.input_size())
     model.teardown()
-    return fps
+    return fps, size  # type: ignore[return-value]
 
 
-def run_n(spec: PipelineSpec, n: int, clip: str, seconds: float, warmup: float, policy: str) -> dict[str, Any]:
+def _alone_worker(spec_json: str, clip: str, threads: int) -> None:
+    """One replica of ``model_capacity``: warm up, say so, wait for the go line, print frames/s."""
+    spec = PipelineSpec.model_validate_json(spec_json)
+    fps, _ = model_only_fps(spec, clip, threads=threads, ready=lambda: (print("ready", flush=True),
+                                                                       sys.stdin.readline()))
+    print(f"fps {fps}", flush=True)
+
+
+def model_capacity(spec: PipelineSpec, clip: str, replicas: int, threads: int) -> float:
+    """Frames/s of ``replicas`` copies of the model running side by side (each ``threads`` threads, each in
+    its own process, timed together): the machine's capacity for the model arranged that way."""
+    if replicas == 1:
+        return model_only_fps(spec, clip, threads=threads)[0]
+    code = (f"from tests.bench.bench_live import _alone_worker; "
+            f"_alone_worker({spec.model_dump_json()!r}, {clip!r}, {threads})")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=REPO) for _ in range(replicas)]
+    try:
+        for p in procs:
+            while p.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
+                pass
+        for p in procs:
+            p.stdin.write("go\n")  # type: ignore[union-attr]
+            p.stdin.flush()  # type: ignore[union-attr]
+        out = [p.stdout.read() for p in procs]  # type: ignore[union-attr]
+    finally:
+        for p in procs:
+            p.wait(timeout=60)
+    return sum(float(line.split()[1]) for o in out for line in o.splitlines() if line.startswith("fps "))
+
+
+def read_cameras(urls: list[str], fps: float, size: tuple[int, int]) -> None:
+    """Decode and sample cameras like the pipeline's readers until stdin closes (the loaded baseline's load)."""
+    from operators.cameras import LiveOptions, LiveReader
+
+    readers = [LiveReader(u, f"cam{i}", LiveOptions(fps=fps, size=size)).start() for i, u in enumerate(urls)]
+    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+    while True:
+        for r in readers:
+            r.read(8, 0.0)
+        time.sleep(0.1)
+
+
+def model_beside_cameras(spec: PipelineSpec, clip: str, cams: RtspCameras, n: int, size: tuple[int, int],
+                         arrangement: tuple[int, int]) -> float:
+    """The model alone while ``n`` camera readers decode in another process: its capacity on this machine
+    under the same decode load as the pipeline (the in-pipeline bound no scheduler can beat)."""
+    urls = [cams.url(f"cam{i}") for i in range(n)]
+    code = (f"from tests.bench.bench_live import read_cameras; read_cameras({urls!r}, {spec.decode.fps or 2.0}, "
+            f"{tuple(size)!r})")
+    load = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, cwd=REPO)
+    try:
+        time.sleep(4)  # connected and decoding
+        return model_capacity(spec, clip, *arrangement)
+    finally:
+        load.stdin.close()  # type: ignore[union-attr]
+        load.wait(timeout=30)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_n(spec: PipelineSpec, n: int, clip: str, seconds: float, warmup: float, policy: str,
+          size: tuple[int, int], arrangement: tuple[int, int]) -> dict[str, Any]:
     cams = RtspCameras({f"cam{i}": clip for i in range(n)})
     cams.start()
     try:
+        loaded = model_beside_cameras(spec, clip, cams, n, size, arrangement)
         srcs = expand_sources([cams.url(f"cam{i}") for i in range(n)])
         stop = threading.Event()
+        calls = [0, 0.0, 0]  # frames, seconds and count of the model's own calls (its busy time)
+
+        def on_publish(res: Any) -> None:
+            calls[0] += res.model_frames
+            calls[1] += res.model_s
+            calls[2] += 1 if res.model_frames else 0
+
         pipe = Driver(spec.with_overrides(**{"kafka.topic_prefix": f"benchlive{uuid.uuid4().hex[:6]}"}),
-                     srcs, bootstrap=BOOTSTRAP, stop=stop, policy=policy)
+                     srcs, bootstrap=BOOTSTRAP, stop=stop, policy=policy, on_publish=on_publish)
         out: dict[str, Any] = {}
         t = threading.Thread(target=lambda: out.setdefault("s", pipe.run()), daemon=True)
         t.start()
@@ -65,7 +150,10 @@ def run_n(spec: PipelineSpec, n: int, clip: str, seconds: float, warmup: float, 
         base = {sid: (p.published, p.decoded + p.reader_dropped, p.dropped) for sid, p in pipe.progress.items()}
         for p in pipe.progress.values():
             p.latency_ms.clear()
+        calls0 = list(calls)
         time.sleep(seconds)
+        busy = ((calls[1] - calls0[1]) / seconds, (calls[0] - calls0[0]) / max(1e-9, calls[1] - calls0[1]),
+                (calls[0] - calls0[0]) / max(1, calls[2] - calls0[2]))
         snap = {sid: (p.published, p.decoded + p.reader_dropped, p.dropped, list(p.latency_ms))
                 for sid, p in pipe.progress.items()}
         stop.set()
@@ -79,7 +167,8 @@ def run_n(spec: PipelineSpec, n: int, clip: str, seconds: float, warmup: float, 
     return {"n": n, "fps_min": min(fps), "fps_mean": sum(fps) / len(fps), "fps_sum": sum(fps),
             "p50": percentile(lat, 0.5),
             "p95": percentile(lat, 0.95), "p99": percentile(lat, 0.99),
-            "drop_rate": dropped / sampled if sampled else 0.0}
+            "drop_rate": dropped / sampled if sampled else 0.0, "busy": busy[0], "call_fps": busy[1], "batch": busy[2],
+            "loaded": loaded}
 
 
 BOOTSTRAP = ""
@@ -88,12 +177,14 @@ BOOTSTRAP = ""
 def main() -> None:
     global BOOTSTRAP
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cameras", default="1,2,4,6,8", help="comma-separated camera counts")
+    ap.add_argument("--cameras", default="1,2,4,8,12", help="comma-separated camera counts")
     ap.add_argument("--fps", type=float, default=2.0, help="target fps per camera")
     ap.add_argument("--seconds", type=float, default=20.0, help="measured window per N")
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--profile", default="centernet", choices=["centernet", "fake"])
     ap.add_argument("--policies", default="budget,fifo", help="live policies to compare (budget, fifo)")
+    ap.add_argument("--replicas", default="auto",
+                    help="model.replicas values to compare, e.g. 1,auto (auto: 2 single-threaded replicas on a CPU)")
     args = ap.parse_args()
     missing = available()
     if missing:
@@ -111,24 +202,39 @@ def main() -> None:
     BOOTSTRAP = resolve_bootstrap(spec.kafka.bootstrap_servers, start=True)
     clip = str(sample_path("bikes.mp4"))
     budget = spec.live.latency_budget_ms
-    base = model_only_fps(spec, clip)
     print(f"profile {args.profile}, target {args.fps:g} fps per camera, latency budget {budget:.0f} ms, "
           f"{args.seconds:g}s measured per N")
-    print(f"baseline, model alone at batch {spec.model.batch_size}: {base:.1f} frames/s "
-          f"-> at most {base / args.fps:.1f} cameras at {args.fps:g} fps")
+    arrangements: dict[str, tuple[int, int]] = {}
+    for replicas in args.replicas.split(","):
+        rspec = spec.with_overrides(**{"model.replicas": replicas if replicas == "auto" else int(replicas)})
+        arrangements[replicas] = (model_replicas(rspec), model_threads(rspec, replicas=model_replicas(rspec)))
+    cores = os.cpu_count() or 1
+    size = model_only_fps(spec, clip, frames=8)[1]
+    alone = {a: model_capacity(spec, clip, *a) for a in {(1, cores), *arrangements.values()}}
+    base = max(alone.values())  # the model's capacity on this machine, however it is arranged
+    for (r, t), fps in sorted(alone.items()):
+        print(f"baseline, model alone at batch {spec.model.batch_size}, {r} replica(s) x {t} thread(s): {fps:.1f} "
+              f"frames/s -> at most {fps / args.fps:.1f} cameras at {args.fps:g} fps")
     init_ray(spec, 8)
-    print(f"{'policy':>7} {'N':>3} {'fps/cam min':>11} {'mean':>6} {'delivered':>9} {'of model':>8} {'p50 ms':>7} "
-          f"{'p95 ms':>7} {'p99 ms':>7} {'drops':>6}  holds")
+    print(f"{'policy':>7} {'models':>6} {'N':>3} {'fps/cam min':>11} {'mean':>6} {'delivered':>9} {'of alone':>8} "
+          f"{'beside N':>8} {'of it':>6} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'drops':>6} {'busy':>5} "
+          f"{'in-call':>7}  holds")
     best: dict[str, int] = {}
     for n in [int(x) for x in args.cameras.split(",")]:
-        for policy in args.policies.split(","):
-            r = run_n(spec, n, clip, args.seconds, args.warmup, policy)
-            holds = r["fps_min"] >= 0.9 * args.fps and r["p95"] is not None and r["p95"] < budget
-            best[policy] = n if holds else best.get(policy, 0)
-            print(f"{policy:>7} {n:>3} {r['fps_min']:>11.2f} {r['fps_mean']:>6.2f} {r['fps_sum']:>9.2f} "
-                  f"{min(r['fps_sum'], n * args.fps) / min(base, n * args.fps):>8.0%} {r['p50'] or 0:>7.0f} "
-                  f"{r['p95'] or 0:>7.0f} {r['p99'] or 0:>7.0f} {r['drop_rate']:>6.1%}  {'yes' if holds else 'no'}",
-                  flush=True)
+        for replicas, arrangement in arrangements.items():
+            rspec = spec.with_overrides(**{"model.replicas": replicas if replicas == "auto" else int(replicas)})
+            models = "x".join(map(str, arrangement))
+            for policy in args.policies.split(","):
+                r = run_n(rspec, n, clip, args.seconds, args.warmup, policy, size, arrangement)
+                holds = r["fps_min"] >= 0.9 * args.fps and r["p95"] is not None and r["p95"] < budget
+                key = f"{policy} {models}"
+                best[key] = n if holds else best.get(key, 0)
+                demand = n * args.fps
+                print(f"{policy:>7} {models:>6} {n:>3} {r['fps_min']:>11.2f} {r['fps_mean']:>6.2f} "
+                      f"{r['fps_sum']:>9.2f} {min(r['fps_sum'], demand) / min(base, demand):>8.0%} "
+                      f"{r['loaded']:>8.1f} {min(r['fps_sum'], demand) / min(r['loaded'], demand):>6.0%} "
+                      f"{r['p50'] or 0:>7.0f} {r['p95'] or 0:>7.0f} {r['p99'] or 0:>7.0f} {r['drop_rate']:>6.1%} "
+                      f"{r['busy']:>5.0%} {r['call_fps']:>7.1f}  {'yes' if holds else 'no'}", flush=True)
     for policy, n in best.items():
         print(f"{policy}: largest N holding {args.fps:g} fps per camera with p95 < {budget:.0f} ms: {n}")
 
