@@ -122,7 +122,9 @@ class KafkaSpec(_Strict):
     exactly_once: bool = Field(True, description="archive runs: events and checkpoints in one transaction; "
                                                  "a rerun resumes with no duplicate and no gap")
     transactional_id: str | None = Field(None, description="null derives a stable id from the sources")
-    commit_timeout_s: float = Field(60.0, gt=0, description="a transaction commit slower than this fails the run")
+    outage_s: float = Field(120.0, gt=0, description="ride through a broker that is unreachable this long: an "
+                                                     "archive run pauses and resumes exactly once, a live run "
+                                                     "drops by its budget; longer fails an archive run")
     topics: TopicsSpec = TopicsSpec()
     security: KafkaSecuritySpec = Field(default_factory=KafkaSecuritySpec,
                                         description="TLS/SASL of every client; secrets from env vars or files")

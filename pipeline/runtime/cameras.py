@@ -132,8 +132,9 @@ class LiveFeed(Feed):
             self._live_status(p, state, detail)
         p.ended = p.ended or time.time()
 
-    def _live_status(self, p: SourceProgress, state: str, detail: str = "", attempt: int = 0) -> None:
-        if state == p.live_state and state not in ("reconnecting",):
+    def _live_status(self, p: SourceProgress, state: str, detail: str = "", attempt: int = 0,
+                     force: bool = False) -> None:
+        if state == p.live_state and state not in ("reconnecting",) and not force:
             return  # one event per change
         d = self.d
         n = self.seq[p.source.id] = self.seq.get(p.source.id, 0) + 1
@@ -182,6 +183,15 @@ class LiveFeed(Feed):
 
     def on_published(self, res: PublishResult) -> None:
         now = time.monotonic()
+        if res.outage is not None:  # the broker is back: every camera says what it lost meanwhile
+            away_s, lost = res.outage
+            log.warning("Kafka broker back after %.0fs; %d frames dropped while it was away", away_s,
+                        sum(lost.values()))
+            for sid in self.actors:
+                p = self.d.progress[sid]
+                self._live_status(p, p.live_state or "live", f"Kafka broker was unreachable for {away_s:.0f}s; "
+                                  f"{lost.get(sid, 0)} frames dropped meanwhile (past their latency budget)",
+                                  force=True)
         for sid, n in res.dropped.items():
             if sid in self.d.progress:
                 self.d.progress[sid].driver_dropped += n

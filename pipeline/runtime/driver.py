@@ -169,7 +169,8 @@ class Driver:
             for _ in range(self.replicas)
         ]
         self.publisher = PublisherActor.options(num_cpus=0.1).remote(  # type: ignore[attr-defined]
-            self.bootstrap, spec.kafka.producer, run_id=self.run_id, commit_timeout=spec.kafka.commit_timeout_s,
+            self.bootstrap, spec.kafka.producer, run_id=self.run_id, outage_s=spec.kafka.outage_s,
+            stall_s=max(1.0, spec.live.latency_budget_ms / 1000),
             topic_prefix=spec.kafka.topic_prefix, hysteresis=(spec.live.query_on_frames, spec.live.query_off_frames),
             per_frame_queries=spec.live.per_frame_queries, clock="wall" if live else "pts",
             analytics=_analytics_config(spec), frame_rate=spec.decode.fps, security=spec.kafka.security,

@@ -81,6 +81,8 @@ class PublisherMetrics(_Lazy):
                               tag_keys=tuple(self.tags)),
             "commits": Counter("framewire_kafka_transactions", "Kafka transactions committed",
                                tag_keys=tuple(self.tags)),
+            "outages": Counter("framewire_kafka_outages", "Times the broker stopped answering and was waited for",
+                               tag_keys=tuple(self.tags)),
         }
 
     def __init__(self, tags: dict[str, str], every_s: float = 1.0) -> None:

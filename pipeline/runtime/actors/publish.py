@@ -10,6 +10,7 @@ crashed predecessor with the same id left open and fences it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,13 +18,15 @@ from typing import Any
 
 import ray
 
-from pipeline.events import Record
+from pipeline.events import Record, Topics
 from pipeline.kafka.checkpoints import Checkpoint, checkpoint_record
 from pipeline.runtime.actors.metrics import PublisherMetrics
 from pipeline.runtime.actors.model import ModelBatch
 from pipeline.runtime.stage_host import Released, StageHost
 
 __all__ = ["DeliveryReport", "PublishResult", "PublisherActor", "producer_config"]
+
+log = logging.getLogger(__name__)
 
 _DEFAULTS: dict[str, Any] = {
     "acks": "all",
@@ -36,12 +39,16 @@ _DEFAULTS: dict[str, Any] = {
 
 
 def producer_config(bootstrap: str, overrides: dict[str, Any], transactional_id: str | None = None,
-                    security: Any = None) -> dict[str, Any]:
+                    security: Any = None, outage_s: float | None = None) -> dict[str, Any]:
     """Our delivery defaults, then TLS/SASL from ``security`` (a KafkaSecuritySpec, read here so secrets
-    never travel through Ray); user settings pass through to KafkaProducer unchanged."""
+    never travel through Ray); user settings pass through to KafkaProducer unchanged. ``outage_s``: records
+    and transactions wait that long for a broker that went away (retried, not failed) before giving up."""
     from pipeline.kafka.client import client_config
 
     conf = dict(_DEFAULTS)
+    if outage_s:
+        conf["delivery_timeout_ms"] = int((outage_s + conf["request_timeout_ms"] / 1000) * 1000)
+        conf["reconnect_backoff_max_ms"] = 2000  # back within ~2 s of the broker, not kafka-python's 30 s
     conf.update(client_config(security))
     if transactional_id:
         # right after a commit the broker answers the next transaction's first write "concurrent transactions"
@@ -77,6 +84,7 @@ class PublishResult:
     model_frames: int = 0
     model_s: float = 0.0
     latency_ms: list[tuple[str, float]] = field(default_factory=list)
+    outage: tuple[float, dict[str, int]] | None = None  # live: the broker is back after (seconds, frames dropped)
 
 
 @ray.remote
@@ -84,18 +92,22 @@ class PublisherActor:
     """Sends records in order: one source's events reach Kafka in pts order (the stage re-orders)."""
 
     def __init__(self, bootstrap: str, overrides: dict[str, Any], *, transactional_id: str | None = None,
-                 checkpoint_topic: str | None = None, run_id: str = "", commit_timeout: float = 60.0,
+                 checkpoint_topic: str | None = None, run_id: str = "", outage_s: float = 120.0,
                  topic_prefix: str = "framewire", hysteresis: tuple[int, int] = (3, 3),
                  per_frame_queries: bool = False, analytics: dict[str, Any] | None = None,
                  clock: str = "pts", analysis: str = "", epoch: int = 0,
                  describe: dict[str, Any] | None = None, frame_rate: float | None = None,
-                 security: Any = None) -> None:
+                 security: Any = None, stall_s: float = 2.0) -> None:
         from kafka import KafkaProducer
 
         from pipeline.runtime.analytics import analytics_factory
 
         self.txn = bool(transactional_id)
-        self.producer = KafkaProducer(**producer_config(bootstrap, overrides, transactional_id, security))
+        self.outage_s = outage_s
+        conf = producer_config(bootstrap, overrides, transactional_id, security, outage_s)
+        if transactional_id:
+            conf.setdefault("max_block_ms", int(outage_s * 1000))  # begin/send wait out an outage too
+        self.producer = KafkaProducer(**conf)
         if self.txn:
             self.producer.init_transactions()  # aborts and fences a crashed run with the same id
         self.checkpoint_topic = checkpoint_topic
@@ -103,10 +115,18 @@ class PublisherActor:
         self.analysis, self.epoch, self.describe = analysis, epoch, describe or {}
         self.last_pts: dict[str, float] = {}
         self.frames: dict[str, int] = {}
-        self.commit_timeout = commit_timeout
         self.report = DeliveryReport()
         self.metrics = PublisherMetrics({"run_id": run_id})
         self._lock = threading.Lock()
+        # live (no transactions): a broker that has acknowledged nothing for stall_s while records wait is away;
+        # meanwhile per-frame events are dropped (they would arrive past their budget) and what the stateful
+        # stage says (tracks, zones, windows, matches, status) waits in the producer for the broker's return
+        self.stall_s = stall_s
+        self._unacked, self._progress_at = 0, time.monotonic()
+        self._away_since: float | None = None
+        self._away_dropped: dict[str, int] = {}
+        t = Topics(topic_prefix)
+        self._per_frame = {t.captions, t.detections, t.embeddings, t.thumbnails, t.ocr}
         self.stage = StageHost(run_id=run_id, topic_prefix=topic_prefix,
                                make_analytics=analytics_factory(
                                    analytics, clock=clock, run_id=run_id, topic_prefix=topic_prefix,
@@ -137,6 +157,8 @@ class PublisherActor:
     def _on_ok(self, topic: str) -> Any:
         def cb(_meta: Any) -> None:
             with self._lock:
+                self._unacked -= 1
+                self._progress_at = time.monotonic()
                 self.report.acked += 1
                 self.report.per_topic[topic] = self.report.per_topic.get(topic, 0) + 1
             self.metrics.count("acked", 1, topic)
@@ -144,12 +166,17 @@ class PublisherActor:
 
     def _on_err(self, exc: BaseException) -> None:
         with self._lock:
+            self._unacked -= 1
             self.report.failed += 1
             if len(self.report.errors) < 20:
                 self.report.errors.append(f"{type(exc).__name__}: {exc}")
         self.metrics.count("failed")
 
     def _send(self, records: list[Record]) -> None:
+        with self._lock:
+            if self._unacked == 0:
+                self._progress_at = time.monotonic()
+            self._unacked += len(records)
         for topic, key, value, headers in records:
             fut = self.producer.send(topic, key=key, value=value, headers=headers)
             fut.add_callback(self._on_ok(topic))
@@ -158,7 +185,9 @@ class PublisherActor:
         self.report.sent += len(records)
 
     def _commit(self) -> None:
-        """kafka-python's commit waits without a limit; bound it so a lost broker fails the run."""
+        """Commit the open transaction. A broker that went away is waited for (kafka-python retries the
+        commit against the coordinator once it is back, so the transaction lands once), up to
+        ``outage_s``; the wait is told in the log, then the run fails and a rerun resumes it."""
         errors: list[BaseException] = []
         done = threading.Event()
 
@@ -170,12 +199,24 @@ class PublisherActor:
             finally:
                 done.set()
 
+        t0 = time.monotonic()
         threading.Thread(target=go, daemon=True, name="kafka-commit").start()
-        if not done.wait(self.commit_timeout):
-            raise TimeoutError(f"Kafka transaction commit did not finish in {self.commit_timeout:.0f}s; "
-                               "the run stops here and resumes from its checkpoints when started again")
+        told = False
+        while not done.wait(5.0):
+            waited = time.monotonic() - t0
+            if not told:
+                log.warning("Kafka has not confirmed a transaction for %.0fs (broker unreachable?); the run "
+                            "keeps its place and waits up to kafka.outage_s=%.0fs", waited, self.outage_s)
+                told = True
+                self.metrics.count("outages")
+            if waited > self.outage_s:
+                raise TimeoutError(f"Kafka was unreachable for more than kafka.outage_s={self.outage_s:.0f}s; the "
+                                   "run stops here and resumes from its checkpoints when started again (or raise "
+                                   "kafka.outage_s)")
         if errors:
             raise errors[0]
+        if told:
+            log.warning("Kafka broker is back after %.0fs; the run goes on where it was", time.monotonic() - t0)
         self.report.transactions += 1
         self.metrics.count("commits")
 
@@ -236,7 +277,38 @@ class PublisherActor:
         res.model_frames, res.model_s = batch.frames, batch.model_s
         return res
 
+    def broker_away(self) -> bool:
+        """Live: records wait and the broker has acknowledged nothing for ``stall_s``."""
+        with self._lock:
+            return self._unacked > 0 and time.monotonic() - self._progress_at > self.stall_s
+
+    def _while_away(self, rel: Released) -> tuple[float, dict[str, int]] | None:
+        """Live: drop the per-frame events of ``rel`` while the broker is away (counted as dropped frames);
+        once it is back, how long it was away and what was dropped meanwhile."""
+        if self.txn:
+            return None
+        if self.broker_away():
+            if self._away_since is None:
+                self._away_since = time.time()
+                self.metrics.count("outages")
+                log.warning("Kafka broker unreachable (nothing acknowledged for %.0fs): per-frame events are "
+                            "dropped until it is back; tracks, zones, windows and status wait for it", self.stall_s)
+            rel.records = [r for r in rel.records if r[0] not in self._per_frame]
+            for sid, n in rel.frames.items():
+                rel.dropped[sid] = rel.dropped.get(sid, 0) + n
+                self._away_dropped[sid] = self._away_dropped.get(sid, 0) + n
+            rel.frames, rel.capture = {}, []
+            return None
+        if self._away_since is None:
+            return None
+        away = (time.time() - self._away_since, self._away_dropped)
+        self._away_since, self._away_dropped = None, {}
+        log.warning("Kafka broker is back after %.0fs; %d frames were dropped meanwhile", away[0],
+                    sum(away[1].values()))
+        return away
+
     def _publish(self, rel: Released) -> PublishResult:
+        outage = self._while_away(rel)
         for sid, pts in rel.last_pts.items():
             self.last_pts[sid] = pts
         for sid, n in rel.frames.items():
@@ -245,7 +317,7 @@ class PublisherActor:
         self._deliver(rel.records, touched)
         now = time.time()
         return PublishResult(rel.frames, rel.decoded, rel.dropped, len(rel.records), rel.failed,
-                             latency_ms=[(sid, round((now - t) * 1000, 2)) for sid, t in rel.capture])
+                             latency_ms=[(sid, round((now - t) * 1000, 2)) for sid, t in rel.capture], outage=outage)
 
     def finish(self, source_id: str, records: list[Record], done: bool) -> int:
         """A source's end: the stage's closing events and its status; ``done`` marks it complete so a rerun
