@@ -55,10 +55,21 @@ def transactional_id_for(prefix: str, source_ids: list[str], analysis: str = "")
     return f"{prefix}-archive-{digest}"
 
 
-def read_checkpoints(bootstrap: str, topic: str, *, timeout: float = 30.0,
-                     security: Any = None) -> dict[str, Checkpoint]:
-    """The latest committed checkpoint of every key on ``topic`` (empty if the topic is new);
-    ``security``: a KafkaSecuritySpec (TLS/SASL)."""
+TXN_MARKER = "__txn__/"  # key prefix of the per-transaction markers the archive publisher writes
+
+
+def txn_marker_record(transactional_id: str, run_id: str, seq: int,
+                      topic: str) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
+    """The last record of every archive transaction: after a lost commit reply, reading it back tells
+    whether that transaction committed (so it is neither lost nor sent twice); one key per transactional id
+    (compaction keeps the latest), the run id keeps a crashed predecessor's marker from counting."""
+    return (topic, f"{TXN_MARKER}{transactional_id}".encode(),
+            json.dumps({"run_id": run_id, "txn_seq": seq}).encode(), [("content-type", b"application/json")])
+
+
+def latest_values(bootstrap: str, topic: str, *, timeout: float = 30.0, security: Any = None,
+                  keys: Any = None) -> dict[str, bytes]:
+    """The latest committed value of every key on ``topic`` (``keys``: a predicate on the key to keep)."""
     from kafka import KafkaConsumer, TopicPartition
 
     from pipeline.kafka.client import check_connection, client_config
@@ -67,8 +78,7 @@ def read_checkpoints(bootstrap: str, topic: str, *, timeout: float = 30.0,
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                              isolation_level="read_committed", auto_offset_reset="earliest",
                              **client_config(security))
-    out: dict[str, Checkpoint] = {}
-    known = set(Checkpoint.__dataclass_fields__)
+    out: dict[str, bytes] = {}
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:
@@ -80,20 +90,34 @@ def read_checkpoints(bootstrap: str, topic: str, *, timeout: float = 30.0,
         deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < end[tp] for tp in tps):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"reading checkpoints from {topic} did not reach its end in {timeout:.0f}s; "
+                raise TimeoutError(f"reading {topic} did not reach its end in {timeout:.0f}s; "
                                    "an open transaction may hold it: retry, or check the broker")
             for records in consumer.poll(timeout_ms=500).values():
                 for r in records:
-                    if r.value is None:
+                    key = r.key.decode(errors="replace") if r.key else ""
+                    if keys is not None and not keys(key):
                         continue
-                    try:
-                        data = json.loads(r.value)
-                        cp = Checkpoint(**{k: v for k, v in data.items() if k in known})
-                    except (ValueError, TypeError, AttributeError) as exc:  # not ours: never block a run on it
-                        log.warning("%s[%d]@%d is not a framewire checkpoint (%s); ignored", topic, r.partition,
-                                    r.offset, exc)
-                        continue
-                    out[cp.key] = cp
+                    if r.value is not None:
+                        out[key] = r.value
     finally:
         consumer.close()
+    return out
+
+
+def read_checkpoints(bootstrap: str, topic: str, *, timeout: float = 30.0,
+                     security: Any = None) -> dict[str, Checkpoint]:
+    """The latest committed checkpoint of every key on ``topic`` (empty if the topic is new);
+    ``security``: a KafkaSecuritySpec (TLS/SASL)."""
+    out: dict[str, Checkpoint] = {}
+    known = set(Checkpoint.__dataclass_fields__)
+    values = latest_values(bootstrap, topic, timeout=timeout, security=security,
+                           keys=lambda k: not k.startswith(TXN_MARKER))
+    for key, value in values.items():
+        try:
+            data = json.loads(value)
+            cp = Checkpoint(**{k: v for k, v in data.items() if k in known})
+        except (ValueError, TypeError, AttributeError) as exc:  # not ours: never block a run on it
+            log.warning("%s key %r is not a framewire checkpoint (%s); ignored", topic, key, exc)
+            continue
+        out[cp.key] = cp
     return out

@@ -6,6 +6,7 @@ says so in status events once it is back."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,40 +66,38 @@ def kill_broker(broker: LocalBroker) -> None:
     assert not broker.status().running
 
 
-def first_events(bootstrap: str, prefix: str, timeout: float = 90.0) -> None:
-    """Wait until the run has committed some frame events (then it is mid-run)."""
-    from kafka import KafkaConsumer
-
-    t_end = time.monotonic() + timeout
-    probe = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        while f"{prefix}.captions" not in probe.topics() and time.monotonic() < t_end:
-            time.sleep(0.3)
-    finally:
-        probe.close()
-    while time.monotonic() < t_end:
-        if any(True for _ in subscribe(bootstrap, prefix=prefix, from_beginning=True, idle_timeout=1.0,
-                                       types={"caption"})):
-            return
-        time.sleep(0.3)
-    raise AssertionError("the run never published anything")
-
-
 def test_archive_run_rides_through_a_broker_kill(own_broker: LocalBroker, tmp_path: Path) -> None:
     videos = [make_video(tmp_path / f"cam{i}.mp4", frames=60, fps=30, size=(48, 64)) for i in range(3)]
     bootstrap = own_broker.bootstrap
-    reference = reference_run(bootstrap, videos)
+    config = tmp_path / "slow.yaml"  # the crash test's scene with a slower model: the kill lands mid-run
+    config.write_text(CONFIG.read_text().replace("delay_s: 0.1", "delay_s: 0.35"))
+    assert "delay_s: 0.35" in config.read_text()
+    reference = reference_run(bootstrap, videos, config)
     prefix = f"out{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "FRAMEWIRE_KAFKA_BOOTSTRAP": bootstrap, "FRAMEWIRE__KAFKA__TOPIC_PREFIX": prefix,
            "FRAMEWIRE__RAY__NUM_CPUS": "4"}
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", *map(str, videos), "--config", str(CONFIG), "--show", "0"]
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", *map(str, videos), "--config", str(config), "--show", "0"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    publishing = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            m = re.search(r"progress: (\d+) frames published", line)
+            if m and int(m.group(1)) > 0:
+                publishing.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        first_events(bootstrap, prefix)
+        assert publishing.wait(120), "".join(lines)[-3000:]  # mid-run: some frames committed, most to come
         kill_broker(own_broker)
         time.sleep(OUTAGE_S)
         own_broker.start(timeout=90.0)
-        out, _ = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
+        reader.join(timeout=10)
+        out = "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()

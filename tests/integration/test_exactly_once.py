@@ -43,12 +43,12 @@ def stateful_events(bootstrap: str, prefix: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def reference_run(bootstrap: str, videos: list[Path]) -> dict[str, dict[str, Any]]:
+def reference_run(bootstrap: str, videos: list[Path], config: Path = CONFIG) -> dict[str, dict[str, Any]]:
     """The same analysis run once without interruption (own topics), in a process of its own."""
     prefix = f"ref{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "FRAMEWIRE_KAFKA_BOOTSTRAP": bootstrap, "FRAMEWIRE__KAFKA__TOPIC_PREFIX": prefix,
            "FRAMEWIRE__RAY__NUM_CPUS": "4"}
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", *map(str, videos), "--config", str(CONFIG), "-q",
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", *map(str, videos), "--config", str(config), "-q",
            "--show", "0"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -19,7 +19,7 @@ from typing import Any
 import ray
 
 from pipeline.events import Record, Topics
-from pipeline.kafka.checkpoints import Checkpoint, checkpoint_record
+from pipeline.kafka.checkpoints import Checkpoint, checkpoint_record, txn_marker_record
 from pipeline.runtime.actors.metrics import PublisherMetrics
 from pipeline.runtime.actors.model import ModelBatch
 from pipeline.runtime.stage_host import Released, StageHost
@@ -98,18 +98,18 @@ class PublisherActor:
                  clock: str = "pts", analysis: str = "", epoch: int = 0,
                  describe: dict[str, Any] | None = None, frame_rate: float | None = None,
                  security: Any = None, stall_s: float = 2.0) -> None:
-        from kafka import KafkaProducer
-
         from pipeline.runtime.analytics import analytics_factory
 
         self.txn = bool(transactional_id)
+        self.transactional_id = transactional_id or ""
+        self.bootstrap, self.security = bootstrap, security
         self.outage_s = outage_s
-        conf = producer_config(bootstrap, overrides, transactional_id, security, outage_s)
+        self._conf = producer_config(bootstrap, overrides, transactional_id, security, outage_s)
         if transactional_id:
-            conf.setdefault("max_block_ms", int(outage_s * 1000))  # begin/send wait out an outage too
-        self.producer = KafkaProducer(**conf)
-        if self.txn:
-            self.producer.init_transactions()  # aborts and fences a crashed run with the same id
+            self._conf.setdefault("max_block_ms", int(min(outage_s, 60) * 1000))
+        self._txn_seq = 0
+        self._told = False  # the current transaction's wait has been logged
+        self.producer: Any = self._new_producer()  # transactional: aborts and fences a crashed run with the same id
         self.checkpoint_topic = checkpoint_topic
         self.run_id = run_id
         self.analysis, self.epoch, self.describe = analysis, epoch, describe or {}
@@ -184,39 +184,116 @@ class PublisherActor:
             self.metrics.count("sent", 1, topic)
         self.report.sent += len(records)
 
-    def _commit(self) -> None:
-        """Commit the open transaction. A broker that went away is waited for (kafka-python retries the
-        commit against the coordinator once it is back, so the transaction lands once), up to
-        ``outage_s``; the wait is told in the log, then the run fails and a rerun resumes it."""
+    def _send_txn(self, records: list[Record]) -> None:
+        """Into the open transaction; counted only once it commits (then every record of it was acked)."""
+        for topic, key, value, headers in records:
+            self.producer.send(topic, key=key, value=value, headers=headers)
+
+    def _delivered(self, records: list[Record]) -> None:
+        with self._lock:
+            self.report.sent += len(records)
+            self.report.acked += len(records)
+            for topic, *_ in records:
+                self.report.per_topic[topic] = self.report.per_topic.get(topic, 0) + 1
+                self.metrics.count("sent", 1, topic)
+                self.metrics.count("acked", 1, topic)
+
+    def _new_producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(**self._conf)
+        if self.txn:
+            producer.init_transactions()
+        return producer
+
+    def _commit(self, limit_s: float) -> None:
+        """Commit the open transaction, waiting at most ``limit_s`` (kafka-python's own wait has no limit);
+        a commit slower than 5 s is told (once per outage)."""
         errors: list[BaseException] = []
         done = threading.Event()
+        producer = self.producer
 
         def go() -> None:
             try:
-                self.producer.commit_transaction()
+                producer.commit_transaction()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 errors.append(exc)
             finally:
                 done.set()
 
-        t0 = time.monotonic()
         threading.Thread(target=go, daemon=True, name="kafka-commit").start()
-        told = False
-        while not done.wait(5.0):
-            waited = time.monotonic() - t0
-            if not told:
-                log.warning("Kafka has not confirmed a transaction for %.0fs (broker unreachable?); the run "
-                            "keeps its place and waits up to kafka.outage_s=%.0fs", waited, self.outage_s)
-                told = True
-                self.metrics.count("outages")
-            if waited > self.outage_s:
-                raise TimeoutError(f"Kafka was unreachable for more than kafka.outage_s={self.outage_s:.0f}s; the "
-                                   "run stops here and resumes from its checkpoints when started again (or raise "
-                                   "kafka.outage_s)")
+        if not done.wait(min(5.0, limit_s)):
+            self._tell_outage("no confirmation for 5s")
+            if not done.wait(max(0.0, limit_s - 5.0)):
+                raise TimeoutError(f"Kafka did not confirm the transaction in {limit_s:.0f}s")
         if errors:
             raise errors[0]
-        if told:
+
+    def _tell_outage(self, why: str) -> None:
+        if self._told:
+            return
+        self._told = True
+        log.warning("Kafka has not confirmed a transaction (%s; broker unreachable?); the run keeps its place and "
+                    "waits up to kafka.outage_s=%.0fs", why, self.outage_s)
+        self.metrics.count("outages")
+
+    def _committed(self, seq: int) -> bool:
+        """After a lost commit reply: did transaction ``seq`` of this run land? (its marker says)"""
+        from pipeline.kafka.checkpoints import TXN_MARKER, latest_values
+
+        if not self.checkpoint_topic:
+            return False
+        key = f"{TXN_MARKER}{self.transactional_id}"
+        value = latest_values(self.bootstrap, self.checkpoint_topic, timeout=30, security=self.security,
+                              keys=lambda k: k == key).get(key)
+        if value is None:
+            return False
+        import json
+
+        mark = json.loads(value)
+        return mark.get("run_id") == self.run_id and mark.get("txn_seq") == seq
+
+    def _abandon(self) -> None:
+        """Drop a producer stuck on a broker that went away (its threads are closed in the background)."""
+        old, self.producer = self.producer, None
+        if old is not None:
+            threading.Thread(target=lambda: _quiet(old.close, timeout=1), daemon=True, name="kafka-close").start()
+
+    def _transact(self, batch: list[Record]) -> None:
+        """Send ``batch`` as one transaction, exactly once, riding through a broker outage of up to
+        ``outage_s``: a transaction that cannot finish is abandoned with its producer; a new producer
+        (same transactional id: fences the old one, so its transaction commits or aborts) checks the
+        transaction's marker and sends it again only if it did not land."""
+        from kafka.errors import AuthorizationError, ProducerFencedError, TransactionalIdAuthorizationFailedError
+
+        fatal = (ProducerFencedError, AuthorizationError, TransactionalIdAuthorizationFailedError)
+        seq = self._txn_seq
+        t0 = time.monotonic()
+        self._told = False
+        while True:
+            try:
+                if self.producer is None:
+                    self.producer = self._new_producer()
+                    if self._committed(seq):
+                        break
+                self.producer.begin_transaction()
+                self._send_txn(batch)
+                self._commit(15.0)
+                break
+            except fatal:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a broker away: wait, then start the transaction again
+                waited = time.monotonic() - t0
+                if waited > self.outage_s:
+                    raise TimeoutError(f"Kafka was unreachable for more than kafka.outage_s={self.outage_s:.0f}s "
+                                       f"({type(exc).__name__}: {exc}); the run stops here and resumes from its "
+                                       "checkpoints when started again (or raise kafka.outage_s)") from exc
+                self._tell_outage(f"{type(exc).__name__}: {exc}")
+                self._abandon()
+                time.sleep(1.0)
+        if self._told:
             log.warning("Kafka broker is back after %.0fs; the run goes on where it was", time.monotonic() - t0)
+        self._delivered(batch)
         self.report.transactions += 1
         self.metrics.count("commits")
 
@@ -230,16 +307,12 @@ class PublisherActor:
             return
         if not records and not checkpoint_sources:
             return
-        self.producer.begin_transaction()
-        try:
-            self._send(records)
-            if self.checkpoint_topic:
-                self._send([checkpoint_record(self._checkpoint(s, done), self.checkpoint_topic)
-                            for s in checkpoint_sources])
-        except BaseException:
-            self.producer.abort_transaction()
-            raise
-        self._commit()
+        self._txn_seq += 1
+        batch = list(records)
+        if self.checkpoint_topic:
+            batch += [checkpoint_record(self._checkpoint(s, done), self.checkpoint_topic) for s in checkpoint_sources]
+            batch.append(txn_marker_record(self.transactional_id, self.run_id, self._txn_seq, self.checkpoint_topic))
+        self._transact(batch)
 
     def send(self, records: list[Record]) -> int:
         """Send records outside the model path (status, errors)."""
@@ -337,3 +410,10 @@ class PublisherActor:
         rep = self.flush()
         self.producer.close(timeout=10)
         return rep
+
+
+def _quiet(fn: Any, **kwargs: Any) -> None:
+    try:
+        fn(**kwargs)
+    except Exception:  # noqa: BLE001 - closing a producer abandoned on a broker that went away
+        pass
