@@ -33,6 +33,7 @@ __all__ = ["LiveFeed", "live_options"]
 
 log = logging.getLogger(__name__)
 FINAL = ("ended", "failed", "removed")
+ACTOR_RESTARTS = 5  # a camera reader process that dies is restarted this often before the camera fails
 
 
 def live_options(spec: PipelineSpec, size: tuple[int, int], resize: str = "stretch") -> LiveOptions:
@@ -55,6 +56,7 @@ class LiveFeed(Feed):
         self.actors: dict[str, Any] = {}
         self.reads: dict[Any, tuple[str, Any]] = {}  # meta ref -> (sid, batch ref)
         self.seq: dict[str, int] = {}
+        self.chunk_seq: dict[str, int] = {}  # per camera: the next chunk's number (the stage orders by it)
         self.control: ControlChannel | None = None
         self.next_control = 0.0
 
@@ -110,8 +112,12 @@ class LiveFeed(Feed):
             policy.budgets_ms[src.id] = self.budget_ms(src)
         p = d.progress[src.id]
         p.state, p.started, p.ended, p.error = "connecting", time.time(), None, None
+        # a reader process that dies (segfault, OOM kill, its node lost) is restarted by Ray, on another node
+        # if need be, and the read in flight retried there: the camera reconnects, the others never notice
+        self.chunk_seq[src.id] = 0
         self.actors[src.id] = LiveDecodeActor.options(  # type: ignore[attr-defined]
-            num_cpus=d.spec.decode.cpus, max_concurrency=2).remote(src, self.opts)
+            num_cpus=d.spec.decode.cpus, max_concurrency=2, max_restarts=ACTOR_RESTARTS,
+            max_task_retries=-1).remote(src, self.opts)
         self._read(src.id)
 
     def remove_source(self, sid: str, state: str = "removed", detail: str = "") -> None:
@@ -151,8 +157,16 @@ class LiveFeed(Feed):
 
     def on_reply(self, ref: Any) -> None:
         sid, batch_ref = self.reads.pop(ref)
-        info: LiveChunk = ray.get(ref)
         p = self.d.progress[sid]
+        try:
+            info: LiveChunk = ray.get(ref)
+        except ray.exceptions.RayError as exc:  # its reader died more often than Ray restarts it: this camera ends
+            reason = f"camera reader lost ({type(exc).__name__}); restarted {ACTOR_RESTARTS} times, giving up"
+            log.error("%s: %s: %s", p.source.display, reason, exc)
+            p.error = reason
+            if sid in self.actors:
+                self.remove_source(sid, "failed", reason)
+            return
         p.reader_dropped = info.dropped
         for state, detail, attempt in info.states:
             if state == "failed":
@@ -163,7 +177,9 @@ class LiveFeed(Feed):
         if info.n:
             p.decoded += info.n
             newest = info.newest_capture or time.time()
-            self.d.policy.admit(Chunk(sid, info.seq, info.n, batch_ref, time.monotonic(),
+            # numbered here, not in the reader: a restarted reader starts counting again, the stage must not
+            seq = self.chunk_seq[sid] = self.chunk_seq.get(sid, 0) + 1
+            self.d.policy.admit(Chunk(sid, seq - 1, info.n, batch_ref, time.monotonic(),
                                       info.oldest_capture or newest, newest))
         if info.final:
             actor = self.actors.pop(sid)

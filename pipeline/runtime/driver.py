@@ -10,6 +10,7 @@ camera and takes commands from the control topic.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -30,6 +31,7 @@ from pipeline.spec import PipelineSpec
 
 __all__ = ["Driver", "init_ray", "model_replicas", "model_threads", "REPO_ROOT"]
 
+log = logging.getLogger(__name__)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -163,7 +165,10 @@ class Driver:
         uris = {s.id: s.display for s in self.sources}
         thumbs = spec.thumbnails.model_dump(exclude={"enabled"}) if spec.thumbnails.enabled else None
         self.models = [
-            ModelActor.options(num_cpus=spec.model.cpus, num_gpus=gpus).remote(  # type: ignore[attr-defined]
+            # live: a model process that dies is restarted by Ray (its batch in flight is dropped, not retried:
+            # those frames are past their budget); archive: the run fails and a rerun resumes exactly once
+            ModelActor.options(num_cpus=spec.model.cpus, num_gpus=gpus,  # type: ignore[attr-defined]
+                               max_restarts=5 if live else 0).remote(
                 spec.model.name, self._model_kwargs(), self.run_id, uris, spec.kafka.topic_prefix, live,
                 thumbnails=thumbs, per_frame_queries=True)
             for _ in range(self.replicas)
@@ -209,6 +214,7 @@ class Driver:
         # last batch (the model never waits for the stage and the producer); archive: when the batch is published
         running: dict[Any, int] = {}  # model result ref -> model index (live only)
         skips: set[Any] = set()  # refs of PublishResults of dropped chunks (they release what waited behind)
+        batch_of: dict[Any, list[Chunk]] = {}  # live: publish ref -> its chunks (dropped if the batch is lost)
 
         def on_published(res: PublishResult, trip: tuple[float, int] | None = None) -> None:
             nonlocal frames, model_s, errors
@@ -249,9 +255,21 @@ class Driver:
                         model_load[running.pop(ref)] -= 1
                     elif ref in model_refs:
                         idx = model_refs.pop(ref)
+                        chunks = batch_of.pop(ref, [])
                         if not live:
                             model_load[idx] -= 1
-                        on_published(ray.get(ref), sent.pop(ref, None))
+                            on_published(ray.get(ref), sent.pop(ref, None))
+                            continue
+                        try:
+                            res = ray.get(ref)
+                        except ray.exceptions.RayError as exc:  # a model process died (Ray restarts it): drop
+                            log.warning("a batch of %d frames was lost with its model actor (%s); dropped, the "
+                                        "cameras go on", sum(c.n for c in chunks), type(exc).__name__)
+                            sent.pop(ref, None)
+                            for c in chunks:
+                                policy._drop(c)
+                            continue
+                        on_published(res, sent.pop(ref, None))
                     elif ref in skips:
                         skips.discard(ref)
                         on_published(ray.get(ref))
@@ -269,6 +287,8 @@ class Driver:
                     if live:
                         running[result] = idx
                     sent[pub] = (time.monotonic(), sum(c.n for c in batch))
+                    if live:
+                        batch_of[pub] = batch
                     model_refs[pub] = idx
                     model_load[idx] += 1
                     batches += 1

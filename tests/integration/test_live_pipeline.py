@@ -151,3 +151,49 @@ def test_overloaded_cameras_count_every_published_frame(kafka_bootstrap: str, ra
     for s in srcs:
         p = pipe.progress[s.id]
         assert p.published == captions[s.id], (s.id, p.published, captions[s.id])
+
+
+def test_a_dead_camera_reader_or_model_process_never_stops_the_others(kafka_bootstrap: str, ray_local: None,
+                                                                      bikes: Path) -> None:
+    """SIGKILL one camera's reader process, then the model's (as an OOM kill or a lost node would): Ray
+    restarts them, the killed camera reconnects and publishes again, the other camera never stops."""
+    import os
+    import signal
+
+    import ray
+
+    prefix = f"dead{uuid.uuid4().hex[:8]}"
+    spec = load_spec([], environ={}).with_overrides(**{
+        "mode": "live", "model.name": FAKE, "model.id": "fake", "model.options": {"size": [48, 64]},
+        "model.tasks": ["caption"], "queries": [], "decode.fps": 4, "decode.chunk": 2, "model.cpus": 0.5,
+        "model.replicas": 1, "decode.cpus": 0.25, "kafka.topic_prefix": prefix, "live.control": False})
+    with RtspCameras({"a": bikes, "b": bikes}) as cams:
+        srcs = expand_sources([cams.url("a"), cams.url("b")])
+        a, b = (s.id for s in srcs)
+        stop = threading.Event()
+        pipe = Driver(spec, srcs, bootstrap=kafka_bootstrap, stop=stop)
+        result: dict[str, Any] = {}
+
+        def go() -> None:
+            try:
+                result["summary"] = pipe.run()
+            except Exception as exc:  # noqa: BLE001 - asserted below
+                result["error"] = exc
+
+        runner = threading.Thread(target=go, daemon=True)
+        runner.start()
+        try:
+            wait_for(lambda: all(pipe.progress[s.id].published >= 4 for s in srcs), 90, "both cameras publishing")
+            for victim in ("reader", "model"):
+                handle = pipe.feed.actors[a] if victim == "reader" else pipe.models[0]
+                pid = ray.get(handle.__ray_call__.remote(lambda self: os.getpid()))
+                before = {s.id: pipe.progress[s.id].published for s in srcs}
+                os.kill(pid, signal.SIGKILL)
+                wait_for(lambda before=before: all(pipe.progress[s.id].published >= before[s.id] + 6 for s in srcs),
+                         90, f"both cameras publishing again after the {victim} process was killed")
+                assert "error" not in result, result.get("error")
+        finally:
+            stop.set()
+            runner.join(timeout=90)
+    assert "error" not in result, result.get("error")
+    assert pipe.progress[a].state != "failed" and pipe.progress[b].state != "failed"
