@@ -39,6 +39,8 @@ class DecodeSpec(_Strict):
     max_frames: int | None = Field(None, ge=1, description="stop each source after this many sampled frames")
     cpus: float = Field(0.5, gt=0, description="Ray CPU share of one DecodeActor")
     concurrent_sources: int = Field(4, ge=1, description="archive sources decoded at the same time")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources each decode actor "
+                                        "needs, e.g. {decode_node: 1}: it runs only on nodes that offer them")
 
     @field_validator("fps")
     @classmethod
@@ -61,6 +63,8 @@ class ModelSpec(_Strict):
                             "with 2+ cores (onnxruntime and torch scale poorly across threads on small batches)")
     cpus: float = Field(1.0, gt=0, description="Ray CPU share of one ModelActor (also its torch threads)")
     gpus: float = Field(0.0, ge=0, description="GPUs per ModelActor; used only when a GPU is present")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources each ModelActor "
+                                        "needs, e.g. {model_node: 1}: it runs only on nodes that offer them")
     options: dict[str, Any] = Field(default_factory=dict, description="family-specific options")
 
 

@@ -115,9 +115,17 @@ class ArchiveFeed(Feed):
                                f"decode.cpus={per:g}: lower decode.cpus or model.cpus, or give Ray more CPUs "
                                "(ray.num_cpus, or more nodes)")
         n = max(1, min(n, int((free + 1e-9) // per))) if n else 0  # as many decoders as can be scheduled
+        avail = ray.available_resources()
+        for res, need in d.spec.decode.resources.items():  # decoders pinned to nodes that offer a resource
+            if n and need > 0:
+                if avail.get(res, 0.0) + 1e-9 < need:
+                    raise RuntimeError(f"decode.resources asks for {need:g} {res!r} per decoder but the Ray cluster "
+                                       f"has {avail.get(res, 0.0):g} free: start a node with --resources "
+                                       f"'{{\"{res}\": 4}}' or change decode.resources")
+                n = max(1, min(n, int((avail[res] + 1e-9) // need)))
         prefetch = d.spec.batching.inflight_per_source
-        self.slots = [_Slot(DecodeActor.options(num_cpus=d.spec.decode.cpus).remote(prefetch))  # type: ignore[attr-defined]
-                      for _ in range(n)]
+        self.slots = [_Slot(DecodeActor.options(  # type: ignore[attr-defined]
+            num_cpus=d.spec.decode.cpus, resources=dict(d.spec.decode.resources)).remote(prefetch)) for _ in range(n)]
         self._open_more()
         self.request_more()
 

@@ -116,8 +116,8 @@ class LiveFeed(Feed):
         # if need be, and the read in flight retried there: the camera reconnects, the others never notice
         self.chunk_seq[src.id] = 0
         self.actors[src.id] = LiveDecodeActor.options(  # type: ignore[attr-defined]
-            num_cpus=d.spec.decode.cpus, max_concurrency=2, max_restarts=ACTOR_RESTARTS,
-            max_task_retries=-1).remote(src, self.opts)
+            num_cpus=d.spec.decode.cpus, resources=dict(d.spec.decode.resources), max_concurrency=2,
+            max_restarts=ACTOR_RESTARTS, max_task_retries=-1).remote(src, self.opts)
         self._read(src.id)
 
     def remove_source(self, sid: str, state: str = "removed", detail: str = "") -> None:

@@ -168,7 +168,7 @@ class Driver:
             # live: a model process that dies is restarted by Ray (its batch in flight is dropped, not retried:
             # those frames are past their budget); archive: the run fails and a rerun resumes exactly once
             ModelActor.options(num_cpus=spec.model.cpus, num_gpus=gpus,  # type: ignore[attr-defined]
-                               max_restarts=5 if live else 0).remote(
+                               resources=dict(spec.model.resources), max_restarts=5 if live else 0).remote(
                 spec.model.name, self._model_kwargs(), self.run_id, uris, spec.kafka.topic_prefix, live,
                 thumbnails=thumbs, per_frame_queries=True)
             for _ in range(self.replicas)
