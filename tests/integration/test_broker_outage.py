@@ -164,7 +164,8 @@ def test_live_run_keeps_decoding_through_a_broker_kill(own_broker: LocalBroker, 
             captions.append(rec.event)
     for s in srcs:
         told = [ev for ev in status[s.id] if "broker" in (ev.detail or "").lower()]
-        assert told, [(ev.state, ev.detail) for ev in status[s.id]]
+        assert told, ([(ev.state, ev.detail) for ev in status[s.id]], result["summary"].delivery,
+                      {k: (p.decoded, p.published, p.dropped) for k, p in pipe.progress.items()})
         assert told[0].emitted_at >= back_at - 1  # said once it was back
     # nothing captured while the broker was away was published past its budget
     late = [ev for ev in captions if killed_at + 1 < ev.capture_time < back_at and ev.latency_ms > 1500 * 1.2]

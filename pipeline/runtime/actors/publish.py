@@ -122,11 +122,13 @@ class PublisherActor:
         # meanwhile per-frame events are dropped (they would arrive past their budget) and what the stateful
         # stage says (tracks, zones, windows, matches, status) waits in the producer for the broker's return
         self.stall_s = stall_s
-        self._unacked, self._progress_at = 0, time.monotonic()
+        self._unacked, self._progress_at, self._failing = 0, time.monotonic(), False
         self._away_since: float | None = None
         self._away_dropped: dict[str, int] = {}
         t = Topics(topic_prefix)
         self._per_frame = {t.captions, t.detections, t.embeddings, t.thumbnails, t.ocr}
+        if not self.txn:  # notices an outage even while no batch comes to publish
+            threading.Thread(target=self._watch_broker, daemon=True, name="kafka-watch").start()
         self.stage = StageHost(run_id=run_id, topic_prefix=topic_prefix,
                                make_analytics=analytics_factory(
                                    analytics, clock=clock, run_id=run_id, topic_prefix=topic_prefix,
@@ -159,6 +161,7 @@ class PublisherActor:
             with self._lock:
                 self._unacked -= 1
                 self._progress_at = time.monotonic()
+                self._failing = False
                 self.report.acked += 1
                 self.report.per_topic[topic] = self.report.per_topic.get(topic, 0) + 1
             self.metrics.count("acked", 1, topic)
@@ -167,6 +170,7 @@ class PublisherActor:
     def _on_err(self, exc: BaseException) -> None:
         with self._lock:
             self._unacked -= 1
+            self._failing = True  # no progress: a broker that fails every record fast is away too
             self.report.failed += 1
             if len(self.report.errors) < 20:
                 self.report.errors.append(f"{type(exc).__name__}: {exc}")
@@ -174,7 +178,7 @@ class PublisherActor:
 
     def _send(self, records: list[Record]) -> None:
         with self._lock:
-            if self._unacked == 0:
+            if self._unacked == 0 and not self._failing:
                 self._progress_at = time.monotonic()
             self._unacked += len(records)
         for topic, key, value, headers in records:
@@ -351,9 +355,24 @@ class PublisherActor:
         return res
 
     def broker_away(self) -> bool:
-        """Live: records wait and the broker has acknowledged nothing for ``stall_s``."""
+        """Live: records wait (or fail) and the broker has acknowledged nothing for ``stall_s``."""
         with self._lock:
-            return self._unacked > 0 and time.monotonic() - self._progress_at > self.stall_s
+            return (self._unacked > 0 or self._failing) and time.monotonic() - self._progress_at > self.stall_s
+
+    def _watch_broker(self) -> None:
+        while True:
+            time.sleep(0.25)
+            if self._away_since is None and self.broker_away():
+                self._mark_away()
+
+    def _mark_away(self) -> None:
+        with self._lock:
+            if self._away_since is not None:
+                return
+            self._away_since = time.time()
+        self.metrics.count("outages")
+        log.warning("Kafka broker unreachable (nothing acknowledged for %.0fs): per-frame events are dropped "
+                    "until it is back; tracks, zones, windows and status wait for it", self.stall_s)
 
     def _while_away(self, rel: Released) -> tuple[float, dict[str, int]] | None:
         """Live: drop the per-frame events of ``rel`` while the broker is away (counted as dropped frames);
@@ -361,11 +380,7 @@ class PublisherActor:
         if self.txn:
             return None
         if self.broker_away():
-            if self._away_since is None:
-                self._away_since = time.time()
-                self.metrics.count("outages")
-                log.warning("Kafka broker unreachable (nothing acknowledged for %.0fs): per-frame events are "
-                            "dropped until it is back; tracks, zones, windows and status wait for it", self.stall_s)
+            self._mark_away()
             rel.records = [r for r in rel.records if r[0] not in self._per_frame]
             for sid, n in rel.frames.items():
                 rel.dropped[sid] = rel.dropped.get(sid, 0) + n
