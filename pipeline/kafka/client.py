@@ -182,9 +182,10 @@ def check_connection(bootstrap: str, kafka: KafkaSpec | KafkaSecuritySpec | None
 
     capture = _Capture()
     loggers = [logging.getLogger("kafka.net.manager"), logging.getLogger("kafka.net.connection")]
-    saved = [(lg.level, lg.propagate) for lg in loggers]
+    saved = [(lg.level, lg.propagate, lg.disabled) for lg in loggers]
     for lg in loggers:
         lg.addHandler(capture)
+        lg.disabled = False  # a logging.config.dictConfig elsewhere (Ray's, a host application's) may have disabled it
         if lg.getEffectiveLevel() > logging.WARNING:  # the CLI silences kafka-python; hear it, but print nothing
             lg.setLevel(logging.WARNING)
             lg.propagate = False
@@ -205,9 +206,10 @@ def check_connection(bootstrap: str, kafka: KafkaSpec | KafkaSecuritySpec | None
                               f"{type(exc).__name__}: {exc}; check the address and that the listener speaks "
                               f"{sec.protocol}") from None
     finally:
-        for lg, (level, propagate) in zip(loggers, saved, strict=True):
+        for lg, (level, propagate, disabled) in zip(loggers, saved, strict=True):
             lg.removeHandler(capture)
             lg.setLevel(level)
             lg.propagate = propagate
+            lg.disabled = disabled
     with _CHECK_LOCK:
         _CHECKED.add(key)
