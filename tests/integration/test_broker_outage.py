@@ -6,10 +6,7 @@ says so in status events once it is back."""
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,12 +23,12 @@ from pipeline.runtime.driver import Driver
 from pipeline.sources import expand_sources
 from pipeline.spec import load_spec
 from tests.integration.test_exactly_once import (
-    CONFIG,
     assert_exactly_once,
     assert_same_stateful_events,
     reference_run,
     stateful_events,
 )
+from tests.support.cli_runs import run_cli, slow_config
 from tests.support.fake_model import FAKE
 from tests.support.kafka_fixtures import _free_port
 from tests.support.live_servers import RtspCameras, available
@@ -69,39 +66,19 @@ def kill_broker(broker: LocalBroker) -> None:
 def test_archive_run_rides_through_a_broker_kill(own_broker: LocalBroker, tmp_path: Path) -> None:
     videos = [make_video(tmp_path / f"cam{i}.mp4", frames=60, fps=30, size=(48, 64)) for i in range(3)]
     bootstrap = own_broker.bootstrap
-    config = tmp_path / "slow.yaml"  # the crash test's scene with a slower model: the kill lands mid-run
-    config.write_text(CONFIG.read_text().replace("delay_s: 0.1", "delay_s: 0.35"))
-    assert "delay_s: 0.35" in config.read_text()
+    config = slow_config(tmp_path)
     reference = reference_run(bootstrap, videos, config)
     prefix = f"out{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "FRAMEWIRE_KAFKA_BOOTSTRAP": bootstrap, "FRAMEWIRE__KAFKA__TOPIC_PREFIX": prefix,
            "FRAMEWIRE__RAY__NUM_CPUS": "4"}
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", *map(str, videos), "--config", str(config), "--show", "0"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    publishing = threading.Event()
 
-    def read() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            m = re.search(r"progress: (\d+) frames published", line)
-            if m and int(m.group(1)) > 0:
-                publishing.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert publishing.wait(120), "".join(lines)[-3000:]  # mid-run: some frames committed, most to come
+    def outage() -> None:
         kill_broker(own_broker)
         time.sleep(OUTAGE_S)
         own_broker.start(timeout=90.0)
-        proc.wait(timeout=300)
-        reader.join(timeout=10)
-        out = "".join(lines)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, out[-4000:]
+
+    rc, out = run_cli(videos, config, env, fault=outage)
+    assert rc == 0, out[-4000:]
     assert_exactly_once(bootstrap, prefix, videos)
     assert_same_stateful_events(stateful_events(bootstrap, prefix), reference)
     assert "broker is back" in out, out[-3000:]  # the outage was told, not silent
