@@ -154,10 +154,26 @@ class _Capture(logging.Handler):
         self.reasons: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        for arg in record.args if isinstance(record.args, tuple) else ():
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in args:
             text = str(arg)
             if isinstance(arg, BaseException) and any(m in text or m in type(arg).__name__ for m in _AUTH_MARKS):
                 self.reasons.append(text)
+        if args and _dropped_during_login(args[0]):
+            # The broker answered ApiVersions, then closed the socket before the SASL exchange finished
+            # without sending its error response (it does so now and then over TLS after a delayed close):
+            # that is the credentials being refused, not a broker that does not answer.
+            mech = getattr(args[0], "config", {}).get("sasl_mechanism")
+            self.reasons.append(f"SaslAuthenticationFailed: the broker closed the connection while checking the "
+                                f"{mech} login (invalid credentials or unknown user)")
+
+
+def _dropped_during_login(conn: Any) -> bool:
+    """A kafka-python connection lost after the broker's ApiVersions answer and before its SASL login completed."""
+    try:
+        return bool(conn.sasl_enabled and conn.broker_version_data is not None and conn.init_future.failed())
+    except AttributeError:  # not a connection (or another kafka-python layout): nothing to learn here
+        return False
 
 
 def check_connection(bootstrap: str, kafka: KafkaSpec | KafkaSecuritySpec | None, *,
