@@ -142,6 +142,7 @@ class Subscriber:
         from kafka import TopicPartition
 
         last = started = time.monotonic()
+        caught_up = False
         while True:
             got = False
             for msg in self.consumer:
@@ -158,10 +159,26 @@ class Subscriber:
                     hdrs = {k: v.decode(errors="replace") for k, v in (msg.headers or [])}
                     yield Received(msg.topic, msg.partition, msg.offset, (msg.key or b"").decode(), hdrs, ev)
                 self._mark(tp, msg.offset)  # reached only after the caller handled the event
-            if not got and not self.consumer.assignment() and time.monotonic() - started < 60:
-                last = time.monotonic()  # still joining the group: idle time counts once partitions are ours
+            if not got and not caught_up and self.idle_timeout is not None and time.monotonic() - started < 60:
+                # Idle time counts once the partitions are ours and read to their end: joining the group,
+                # learning a topic's metadata and resetting offsets can take seconds on a busy machine.
+                caught_up = self._caught_up()
+                last = time.monotonic()
             if not got and self.idle_timeout is not None and time.monotonic() - last > self.idle_timeout:
                 return
+
+    def _caught_up(self) -> bool:
+        """Every assigned partition is read up to its end (the last stable offset under read_committed)."""
+        from kafka.errors import KafkaError
+
+        tps = list(self.consumer.assignment())
+        if not tps:
+            return False
+        try:
+            ends = self.consumer.end_offsets(tps, timeout_ms=2000)
+            return all(self.consumer.position(tp, timeout_ms=2000) >= ends[tp] for tp in tps)
+        except (KafkaError, KeyError, TypeError):  # no answer yet (or no position): not caught up
+            return False
 
     def _mark(self, tp: Any, offset: int) -> None:
         if self.group_id is None:
