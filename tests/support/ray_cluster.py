@@ -57,10 +57,19 @@ class RayCluster:
         self.wait_nodes(len(self.nodes))
 
     def alive(self) -> int:
+        """Live nodes as the head sees them, -1 when it cannot be asked. Ray prints its own warnings to stdout
+        (e.g. "raylet has lagging heartbeats" on a busy machine), so the answer comes on a marked line."""
         code = (f"import ray; ray.init(address={self.address!r}, logging_level='ERROR'); "
-                "print(sum(1 for n in ray.nodes() if n['Alive']))")
-        out = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=60)
-        return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else -1
+                "print('ALIVE_NODES', sum(1 for n in ray.nodes() if n['Alive']))")
+        try:
+            out = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True,
+                                 timeout=60)
+        except subprocess.TimeoutExpired:  # a head too busy to answer now: ask again
+            return -1
+        if out.returncode != 0:
+            return -1
+        answers = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("ALIVE_NODES ")]
+        return int(answers[-1]) if answers else -1
 
     def wait_nodes(self, n: int, timeout: float = 60) -> None:
         t_end = time.monotonic() + timeout
