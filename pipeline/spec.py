@@ -164,6 +164,8 @@ class ThumbnailSpec(_Strict):
     quality: int = Field(70, ge=30, le=95, description="JPEG quality to start from")
     max_bytes: int = Field(16384, ge=512, le=262144, description="size cap of one JPEG; quality then size step "
                                                                  "down until it fits")
+    every_s: float = Field(0.0, ge=0, description="at most one thumbnail per this many seconds of each source "
+                                                  "(0: every sampled frame; framewire run --ui uses 0.5)")
 
 
 class RaySpec(_Strict):

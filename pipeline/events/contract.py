@@ -452,14 +452,16 @@ def build_frame_events(
 
 
 def build_thumbnail_events(batch: FrameBatch, *, run_id: str, uris: dict[str, str], max_side: int = 160,
-                           quality: int = 70, max_bytes: int = 16384, now: float | None = None) -> list[ThumbnailEvent]:
-    """One ThumbnailEvent per frame of ``batch`` (a frame whose JPEG cannot fit ``max_bytes`` has none)."""
+                           quality: int = 70, max_bytes: int = 16384, every_s: float = 0.0,
+                           step_s: float | None = None, now: float | None = None) -> list[ThumbnailEvent]:
+    """One ThumbnailEvent per frame of ``batch``, or per ``every_s`` seconds of each source
+    (``thumbnails.wanted_rows``); a frame whose JPEG cannot fit ``max_bytes`` has none."""
     from operators.geometry import content_pixels
-    from pipeline.events.thumbnails import encode_thumbnail
+    from pipeline.events.thumbnails import encode_thumbnail, wanted_rows
 
     now = time.time() if now is None else now
     events = []
-    for row in range(len(batch)):
+    for row in wanted_rows(np.asarray(batch.source_id), np.asarray(batch.pts), every_s, step_s):
         ow, oh = int(batch.orig_width[row]), int(batch.orig_height[row])
         enc = encode_thumbnail(content_pixels(batch, row), ow, oh, max_side=max_side, quality=quality,
                                max_bytes=max_bytes)  # letterbox bars are not part of the picture

@@ -164,6 +164,8 @@ class Driver:
         gpus = spec.model.gpus if (has_gpu and spec.model.device != "cpu") else 0
         uris = {s.id: s.display for s in self.sources}
         thumbs = spec.thumbnails.model_dump(exclude={"enabled"}) if spec.thumbnails.enabled else None
+        if thumbs is not None and spec.decode.fps:
+            thumbs["step_s"] = 1 / spec.decode.fps  # the sampling step: thumbnails.every_s keeps one per slot
         self.models = [
             # live: a model process that dies is restarted by Ray (its batch in flight is dropped, not retried:
             # those frames are past their budget); archive: the run fails and a rerun resumes exactly once

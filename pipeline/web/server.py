@@ -15,6 +15,7 @@ __all__ = ["UI_THUMBNAIL_SIDE", "WebServer", "driver_checks", "driver_queries", 
            "resolve_token", "ui_spec"]
 
 UI_THUMBNAIL_SIDE = 480
+UI_THUMBNAIL_EVERY_S = 0.5  # the page asks for each source's latest frame twice a second
 TOKEN_ENV = "FRAMEWIRE_UI_TOKEN"
 
 
@@ -28,11 +29,16 @@ def resolve_token(given: str | None = None, environ: dict[str, str] | None = Non
 
 
 def ui_spec(spec: Any) -> Any:
-    """The spec with thumbnails on, large enough to watch (480 px, up to 96 KiB), for ``--ui``."""
+    """The spec with thumbnails on, large enough to watch (480 px, up to 96 KiB), for ``--ui``.
+
+    Thumbnails the run did not ask for itself come every ``UI_THUMBNAIL_EVERY_S`` of each source, as often
+    as the page refreshes: encoding and publishing one for every frame cost a fast run a quarter of its
+    frames/s (tests/bench/bench_ui.py)."""
     t = spec.thumbnails
     return spec.with_overrides(**{"thumbnails.enabled": True,
                                   "thumbnails.max_side": max(t.max_side, UI_THUMBNAIL_SIDE),
-                                  "thumbnails.max_bytes": max(t.max_bytes, 96 * 1024)})
+                                  "thumbnails.max_bytes": max(t.max_bytes, 96 * 1024),
+                                  "thumbnails.every_s": t.every_s if t.enabled else UI_THUMBNAIL_EVERY_S})
 
 
 class WebServer:

@@ -42,6 +42,10 @@ class ModelActor:
         self.batch_s = 0.0  # moving average of one model call, to judge which frames can still make it
         self.model = create(family, **kwargs)
         self.model.setup()
+        if thumbnails:  # load the JPEG encoder with the model, not inside the first batch's time
+            from pipeline.events.thumbnails import encode_thumbnail
+
+            encode_thumbnail(np.zeros((16, 16, 3), np.uint8), 16, 16)
         self.run_id = run_id
         self.uris = uris
         self.topics = Topics(topic_prefix)

@@ -68,3 +68,29 @@ def test_one_event_per_frame_round_trips_through_a_record() -> None:
     from pipeline.cli.progress import describe_event
 
     assert describe_event(events[0]) == f"cam1 t=   0.00s thumbnail 48x32 jpeg, {events[0].size_bytes} bytes"
+
+
+def test_every_s_keeps_one_frame_per_slot_whatever_the_batches() -> None:
+    from pipeline.events.thumbnails import wanted_rows
+
+    sids = np.array(["a", "b"] * 20)
+    pts = np.repeat(np.arange(20) * 0.2, 2)  # two sources sampled at 5 fps, 4 s each
+    whole = {(sids[r], round(float(pts[r]), 3)) for r in wanted_rows(sids, pts, every_s=0.5, step_s=0.2)}
+    assert whole == {(s, t) for s in "ab" for t in (0.0, 0.6, 1.0, 1.6, 2.0, 2.6, 3.0, 3.6)}  # first frame of each slot
+    order = np.random.default_rng(0).permutation(len(pts))  # replicas see any split and order
+    parts = set()
+    for chunk in np.array_split(order, 7):
+        parts |= {(sids[chunk][r], round(float(pts[chunk][r]), 3))
+                  for r in wanted_rows(sids[chunk], pts[chunk], every_s=0.5, step_s=0.2)}
+    assert parts == whole
+    assert wanted_rows(sids, pts, every_s=0.0) == list(range(len(pts)))
+    assert len(wanted_rows(sids[::2], pts[::2], every_s=0.5)) == 8  # the step found from the frames' own gaps
+
+
+def test_thumbnail_events_follow_every_s() -> None:
+    px = np.stack([_squashed(data.chelsea(), (96, 64))] * 6)
+    batch = FrameBatch(pixels=px, source_id=np.array(["cam1"] * 6), frame_index=np.arange(6),
+                       pts=np.arange(6) * 0.25, wall_time=np.full(6, 1000.0), orig_width=np.full(6, 451),
+                       orig_height=np.full(6, 300))
+    events = build_thumbnail_events(batch, run_id="r", uris={}, max_side=48, every_s=0.5, step_s=0.25)
+    assert [e.pts for e in events] == [0.0, 0.5, 1.0]
