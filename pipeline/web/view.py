@@ -86,12 +86,18 @@ class LiveView:
                                          auto_offset_reset="latest", enable_auto_commit=False,
                                          metadata_max_age_ms=2000, isolation_level="read_committed",
                                          allow_auto_create_topics=False,  # the run creates them, with its settings
-                                         fetch_max_bytes=16 * 1024 * 1024)
+                                         fetch_max_bytes=16 * 1024 * 1024,
+                                         # the page refreshes twice a second: fetch in fewer, larger batches
+                                         # (kafka-python's per-fetch work otherwise costs the run frames/s)
+                                         fetch_min_bytes=256 * 1024, fetch_max_wait_ms=250)
                 subscribed: set[str] = set()
                 next_check = 0.0
                 while not self._stop.is_set():
-                    if time.monotonic() >= next_check:  # only topics that exist: a subscription would create
-                        next_check = time.monotonic() + 2.0  # missing ones with the broker's defaults
+                    if len(subscribed) < len(names) and time.monotonic() >= next_check:
+                        # Only topics that exist (a subscription would create missing ones with the broker's
+                        # defaults). Listing every topic of a shared cluster is costly: once all of ours are
+                        # there (a run creates them at its start) the list is not asked for again.
+                        next_check = time.monotonic() + 2.0
                         have = set(names) & consumer.topics()
                         if have != subscribed:
                             consumer.subscribe(sorted(have))
@@ -207,6 +213,10 @@ class LiveView:
                 row["tracks"] = len(sv.tracks)
                 row["zones"] = dict(sv.zones)
                 row["lines"] = {k: list(v) for k, v in sv.lines.items()}
+            for row in by_id.values():  # a source the view has no event of yet has the same fields, empty
+                for key, empty in (("frame_pts", None), ("frames_seen", 0), ("boxes", []), ("tracks", 0),
+                                   ("zones", {}), ("lines", {})):
+                    row.setdefault(key, empty)
             return {"version": self.version, "run_id": self.run_id, "connected": self.connected,
                     "sources": sorted(by_id.values(), key=lambda r: r["source_id"]),
                     "events": list(self.events)[:40], "queries": queries, "matches": list(self.matches.values()),
