@@ -45,6 +45,7 @@ bench: setup
 	$(PY) -m tests.bench.bench_pipeline
 	$(PY) -m tests.bench.bench_stage
 	$(PY) -m tests.bench.bench_archive
+	$(PY) -m tests.bench.bench_ui --model default --fps 5
 	$(PY) -m tests.bench.bench_ui
 
 bench-live: setup

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 from pipeline.runtime.summary import percentile
+from pipeline.web.priority import yield_to_pipeline
 
 __all__ = ["UI_THUMBNAIL_SIDE", "WebServer", "driver_checks", "driver_queries", "driver_stats", "for_driver",
            "resolve_token", "ui_spec"]
@@ -42,7 +43,7 @@ def ui_spec(spec: Any) -> Any:
 
 
 class WebServer:
-    """uvicorn serving ``app`` on ``host:port`` in a daemon thread."""
+    """uvicorn serving ``app`` on ``host:port`` in a daemon thread (at idle priority: ``yield_to_pipeline``)."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         import uvicorn
@@ -57,8 +58,11 @@ class WebServer:
                           "(--ui-port / --metrics-port, 0 = any free one)") from None
         self.host, self.port = host, int(self.sock.getsockname()[1])
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
-                                       name="framewire-web")
+        self.thread = threading.Thread(target=self._serve, daemon=True, name="framewire-web")
+
+    def _serve(self) -> None:
+        yield_to_pipeline()
+        self.server.run(sockets=[self.sock])
 
     @property
     def url(self) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from pipeline.cli.progress import describe_event
 from pipeline.events import Topics, parse_event
 from pipeline.web.frames import overlays_for, render_frame
+from pipeline.web.priority import yield_to_pipeline
 
 __all__ = ["LiveView", "SourceView"]
 
@@ -78,6 +79,7 @@ class LiveView:
     def _consume(self) -> None:
         from kafka import KafkaConsumer
 
+        yield_to_pipeline()  # kafka-python's own threads, started from here, inherit it
         t = self.topics
         names = [t.status, t.detections, t.thumbnails, t.tracks, t.zones, t.queries, t.errors, t.captions]
         while not self._stop.is_set():
@@ -116,6 +118,7 @@ class LiveView:
                 self._stop.wait(2.0)
 
     def _poll_control(self) -> None:
+        yield_to_pipeline()
         while not self._stop.is_set():
             for op, key in (("list_sources", "sources"), ("list_queries", "queries")):
                 try:

@@ -105,8 +105,8 @@ def main() -> None:
     print(f"{'':<26}{'frames/s (median)':>18}  {'each run':<32}{'frames':>7}{'events':>8}{'page polls':>12}")
     for mode, label in (("off", "ui + metrics off"), ("on", "ui + metrics on (--ui)")):
         r = rows[mode][-1]
-        each = " ".join(f"{x['fps']:.1f}" for x in rows[mode])
-        print(f"{label:<26}{med[mode]:>18.1f}  {each:<32}{r['frames']:>7.0f}{r['events']:>8.0f}{r['polls']:>12.0f}")
+        each = " ".join(f"{x['fps']:.2f}" for x in rows[mode])
+        print(f"{label:<26}{med[mode]:>18.2f}  {each:<32}{r['frames']:>7.0f}{r['events']:>8.0f}{r['polls']:>12.0f}")
     print(f"cost of the web side: {100 * (med['off'] - med['on']) / med['off']:+.1f}% frames/s (target < 5%)")
 
 
