@@ -71,7 +71,7 @@ class LiveFeed(Feed):
             return FifoLivePolicy(spec.batching.max_batch, budgets, spec.live.latency_budget_ms,
                                   cap_frames=spec.batching.max_batch * len(self.d.models),
                                   inflight_per_model=spec.batching.inflight_per_model)
-        return LivePolicy(spec.batching.max_batch, budgets, spec.live.latency_budget_ms)
+        return LivePolicy(spec.batching.max_batch, budgets, spec.live.latency_budget_ms, models=len(self.d.models))
 
     def budget_ms(self, src: Source) -> float:
         b = self.d.spec.live.budgets

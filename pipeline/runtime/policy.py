@@ -200,8 +200,9 @@ class LivePolicy(Policy):
     its budget, batches are sized so waiting plus running fits the budget, and cameras take turns."""
 
     def __init__(self, max_batch: int, budgets_ms: dict[str, float], default_budget_ms: float,
-                 margin: float = 0.15) -> None:
+                 margin: float = 0.15, models: int = 1) -> None:
         super().__init__(max_batch, inflight_per_model=1)  # a queued batch only waits: run one at a time
+        self.models = max(1, models)
         self.budgets_ms = budgets_ms
         self.default_budget_ms = default_budget_ms
         self.margin = margin  # share of the budget kept for decode, transfer and publishing
@@ -222,9 +223,11 @@ class LivePolicy(Policy):
         return list(cam.chunks) if cam else []
 
     def _batch_cap(self) -> int:
-        # a frame may arrive just as a batch starts: it waits one batch, then runs in the next
+        # A frame may arrive just as a batch starts: it waits for the next free model, then runs. With R
+        # models taking batches in turn one frees up every T/R, so waiting plus running is T * (1 + 1/R):
+        # two replicas may run batches of 0.57 budget instead of 0.43 (larger batches, more frames/s).
         tightest = min((self.budget_s(s) for s in self.cams), default=self.default_budget_ms / 1000)
-        return self.timer.largest_within(tightest * (1 - self.margin) / 2, self.max_batch)
+        return self.timer.largest_within(tightest * (1 - self.margin) / (1 + 1 / self.models), self.max_batch)
 
     def expire(self, now_wall: float) -> list[Chunk]:
         """Chunks that cannot make their budget any more, even if dispatched now in a batch of one."""

@@ -64,11 +64,14 @@ def test_batch_timer_learns_fixed_and_per_frame_cost() -> None:
 
 
 def _overload(policy: LivePolicy | FifoLivePolicy, cams: int, fps: float, model_per_frame: float,
-              seconds: float = 60.0, budget: float = 2.0) -> tuple[float, float, Counter[str]]:
-    """Simulate cameras at ``fps`` and one model (``model_per_frame`` s/frame + 50 ms a call) on virtual time:
-    frames delivered per second, worst latency, and delivered frames per camera."""
+              seconds: float = 60.0, budget: float = 2.0, models: int = 1) -> tuple[float, float, Counter[str]]:
+    """Simulate cameras at ``fps`` and ``models`` replicas (each ``model_per_frame`` s/frame + 50 ms a call) on
+    virtual time: frames delivered per second, worst latency, and delivered frames per camera."""
     now, seq, next_cap = 0.0, Counter[str](), {f"c{i}": i / (cams * fps) for i in range(cams)}
-    busy_until, inflight, latencies, delivered = 0.0, [], [], Counter[str]()
+    busy_until = [0.0] * models
+    inflight: list[tuple[float, list[Chunk], int]] = []
+    latencies: list[float] = []
+    delivered = Counter[str]()
     while now < seconds:
         for sid, t in next_cap.items():
             while t <= now:
@@ -77,19 +80,20 @@ def _overload(policy: LivePolicy | FifoLivePolicy, cams: int, fps: float, model_
                 t += 1 / fps
             next_cap[sid] = t
         policy.expire(now)
-        for done_at, batch in [b for b in inflight if b[0] <= now]:
-            inflight.remove((done_at, batch))
-            for c in batch:
-                latencies.append(done_at - c.oldest_capture)
+        for item in [b for b in inflight if b[0] <= now]:
+            inflight.remove(item)
+            for c in item[1]:
+                latencies.append(item[0] - c.oldest_capture)
                 delivered[c.source_id] += 1
-        if len(inflight) < policy.inflight_per_model:
-            batch = policy.next_batch(now, now, force=True)
-            if batch:
-                start = max(now, busy_until)
-                took = 0.05 + model_per_frame * len(batch)
-                busy_until = start + took
-                policy.observe(len(batch), took)
-                inflight.append((busy_until, batch))
+        for m in range(models):
+            if sum(1 for b in inflight if b[2] == m) < policy.inflight_per_model:
+                batch = policy.next_batch(now, now, force=True)
+                if batch:
+                    start = max(now, busy_until[m])
+                    took = 0.05 + model_per_frame * len(batch)
+                    busy_until[m] = start + took
+                    policy.observe(len(batch), took)
+                    inflight.append((busy_until[m], batch, m))
         now += 0.01
     return sum(delivered.values()) / seconds, max(latencies), delivered
 
@@ -101,6 +105,21 @@ def test_live_policy_keeps_latency_inside_the_budget_under_overload_and_is_fair(
     assert worst <= 2.0
     assert rate >= 0.85 * capacity
     assert max(per_cam.values()) - min(per_cam.values()) <= 0.1 * max(per_cam.values())
+
+
+def test_two_replicas_run_larger_batches_and_keep_the_budget() -> None:
+    # with two models one frees up every half batch, so batches may be longer: 8 frames, not 6
+    capacity = 2 * 8 / (0.05 + 8 * 0.12)
+    live = LivePolicy(max_batch=8, budgets_ms={}, default_budget_ms=2000, models=2)
+    rate, worst, per_cam = _overload(live, cams=16, fps=2.0, model_per_frame=0.12, models=2)
+    assert worst <= 2.0
+    assert rate >= 0.9 * capacity
+    assert max(per_cam.values()) - min(per_cam.values()) <= 0.1 * max(per_cam.values())
+    assert live._batch_cap() == 8
+    assert LivePolicy(max_batch=8, budgets_ms={}, default_budget_ms=2000, models=1)._batch_cap() == 8  # untrained
+    one = LivePolicy(max_batch=8, budgets_ms={}, default_budget_ms=2000, models=1)
+    one.timer = live.timer
+    assert one._batch_cap() == 6  # one model: waiting a whole batch, then running, must fit
 
 
 def test_fifo_baseline_misses_the_budget_that_the_live_policy_keeps() -> None:
