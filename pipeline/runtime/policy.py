@@ -62,7 +62,10 @@ class BatchTimer:
             self.per_frame = seconds / n
         else:
             pred = self.estimate(n)
-            self.per_frame = max(0.0, self.per_frame + self.alpha * (seconds - pred) / n)
+            if seconds < pred / 2:  # far faster than thought (a slow first call, a busy spell over): start over
+                self.per_frame, self.fixed = seconds / n, 0.0
+            else:
+                self.per_frame = max(0.0, self.per_frame + self.alpha * (seconds - pred) / n)
         self._last = (n, seconds)
 
     def estimate(self, n: int) -> float:
@@ -203,6 +206,7 @@ class LivePolicy(Policy):
                  margin: float = 0.15, models: int = 1) -> None:
         super().__init__(max_batch, inflight_per_model=1)  # a queued batch only waits: run one at a time
         self.models = max(1, models)
+        self._last_dispatch = -math.inf  # wall time of the last batch handed out
         self.budgets_ms = budgets_ms
         self.default_budget_ms = default_budget_ms
         self.margin = margin  # share of the budget kept for decode, transfer and publishing
@@ -229,13 +233,21 @@ class LivePolicy(Policy):
         tightest = min((self.budget_s(s) for s in self.cams), default=self.default_budget_ms / 1000)
         return self.timer.largest_within(tightest * (1 - self.margin) / (1 + 1 / self.models), self.max_batch)
 
+    def _probe_due(self, now_wall: float) -> bool:
+        """Nothing handed out for a whole budget: the estimate may be stale (one slow call, e.g. the first,
+        can teach it that no frame makes its budget; then nothing is dispatched and it never learns again)."""
+        tightest = min((self.budget_s(s) for s in self.cams), default=self.default_budget_ms / 1000)
+        return now_wall - self._last_dispatch >= tightest
+
     def expire(self, now_wall: float) -> list[Chunk]:
-        """Chunks that cannot make their budget any more, even if dispatched now in a batch of one."""
+        """Chunks that cannot make their budget any more, even if dispatched now in a batch of one (each
+        camera's newest is kept while a probe is due: ``next_batch`` may send it to re-learn the timing)."""
         run = self.timer.estimate(1)
+        keep = 1 if self._probe_due(now_wall) else 0
         out = []
         for sid, cam in self.cams.items():
             limit = self.budget_s(sid) * (1 - self.margin)
-            while cam.chunks and (now_wall - cam.chunks[0].oldest_capture) + run > limit:
+            while len(cam.chunks) > keep and (now_wall - cam.chunks[0].oldest_capture) + run > limit:
                 out.append(self._drop(cam.chunks.popleft()))
         return out
 
@@ -246,15 +258,20 @@ class LivePolicy(Policy):
         total = 0
         # round robin: the camera served longest ago first, its newest chunk that still fits the budget
         order = sorted((cam.served_at, sid) for sid, cam in self.cams.items() if cam.chunks)
+        keep = 1 if self._probe_due(now_wall) else 0  # each camera's newest, for a probe
         progressed = True
         while total < cap and progressed:
             progressed = False
             for _, sid in order:
                 cam = self.cams[sid]
                 limit = self.budget_s(sid) * (1 - self.margin)
-                while cam.chunks and (now_wall - cam.chunks[0].oldest_capture) + run > limit:
+
+                def late(c: Chunk, limit: float = limit) -> bool:
+                    return (now_wall - c.oldest_capture) + run > limit
+
+                while len(cam.chunks) > keep and late(cam.chunks[0]):
                     self._drop(cam.chunks.popleft())  # too old for a batch this size: newer frames go first
-                if not cam.chunks or total + cam.chunks[-1].n > cap and batch:
+                if not cam.chunks or late(cam.chunks[-1]) or total + cam.chunks[-1].n > cap and batch:
                     continue
                 c = cam.chunks.pop()  # newest first: the freshest view of each camera
                 for old in cam.chunks:  # anything older would be published after a newer frame: drop it
@@ -267,6 +284,18 @@ class LivePolicy(Policy):
                 progressed = True
                 if total >= cap:
                     break
+        if not batch and self._probe_due(now_wall):
+            waiting = [sid for _, sid in sorted((cam.served_at, sid) for sid, cam in self.cams.items() if cam.chunks)]
+            if waiting:  # a probe: the newest frame of the camera served longest ago, alone
+                cam = self.cams[waiting[0]]
+                batch = [cam.chunks.pop()]
+                for old in cam.chunks:
+                    self._drop(old)
+                cam.chunks.clear()
+                self._turn += 1
+                cam.served_at = self._turn
+        if batch:
+            self._last_dispatch = now_wall
         return batch
 
 

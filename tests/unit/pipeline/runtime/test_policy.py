@@ -122,6 +122,18 @@ def test_two_replicas_run_larger_batches_and_keep_the_budget() -> None:
     assert one._batch_cap() == 6  # one model: waiting a whole batch, then running, must fit
 
 
+def test_one_slow_call_does_not_stop_the_live_policy_for_good() -> None:
+    # a first trip of 5 s (cold model, producer start) says no frame can make a 2 s budget; without a probe
+    # nothing would be dispatched again, nothing re-learnt, and every frame dropped for the rest of the run
+    capacity = 1 / 0.125
+    live = LivePolicy(max_batch=8, budgets_ms={}, default_budget_ms=2000)
+    live.timer.observe(1, 5.0)
+    rate, worst, per_cam = _overload(live, cams=8, fps=2.0, model_per_frame=0.12)
+    assert rate >= 0.85 * capacity
+    assert worst <= 2.0
+    assert min(per_cam.values()) > 0
+
+
 def test_fifo_baseline_misses_the_budget_that_the_live_policy_keeps() -> None:
     fifo = FifoLivePolicy(max_batch=8, budgets_ms={}, default_budget_ms=2000, cap_frames=8, inflight_per_model=2)
     _, worst, _ = _overload(fifo, cams=8, fps=2.0, model_per_frame=0.12)
