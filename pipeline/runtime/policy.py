@@ -226,18 +226,35 @@ class LivePolicy(Policy):
         cam = self.cams.pop(source_id, None)
         return list(cam.chunks) if cam else []
 
+    def _tightest_s(self) -> float:
+        return min((self.budget_s(s) for s in self.cams), default=self.default_budget_ms / 1000)
+
     def _batch_cap(self) -> int:
         # A frame may arrive just as a batch starts: it waits for the next free model, then runs. With R
         # models taking batches in turn one frees up every T/R, so waiting plus running is T * (1 + 1/R):
         # two replicas may run batches of 0.57 budget instead of 0.43 (larger batches, more frames/s).
-        tightest = min((self.budget_s(s) for s in self.cams), default=self.default_budget_ms / 1000)
-        return self.timer.largest_within(tightest * (1 - self.margin) / (1 + 1 / self.models), self.max_batch)
+        return self.timer.largest_within(self._tightest_s() * (1 - self.margin) / (1 + 1 / self.models),
+                                         self.max_batch)
 
     def _probe_due(self, now_wall: float) -> bool:
         """Nothing handed out for a whole budget: the estimate may be stale (one slow call, e.g. the first,
         can teach it that no frame makes its budget; then nothing is dispatched and it never learns again)."""
-        tightest = min((self.budget_s(s) for s in self.cams), default=self.default_budget_ms / 1000)
-        return now_wall - self._last_dispatch >= tightest
+        return now_wall - self._last_dispatch >= self._tightest_s()
+
+    def _late(self, c: Chunk, now_wall: float, run: float) -> bool:
+        """``c`` would be published past its camera's budget by a call taking ``run`` seconds from now."""
+        return (now_wall - c.oldest_capture) + run > self.budget_s(c.source_id) * (1 - self.margin)
+
+    def _take_newest(self, sid: str) -> Chunk:
+        """The camera's newest chunk, its turn taken; anything older would be published after it: dropped."""
+        cam = self.cams[sid]
+        c = cam.chunks.pop()
+        for old in cam.chunks:
+            self._drop(old)
+        cam.chunks.clear()
+        self._turn += 1
+        cam.served_at = self._turn
+        return c
 
     def expire(self, now_wall: float) -> list[Chunk]:
         """Chunks that cannot make their budget any more, even if dispatched now in a batch of one (each
@@ -245,9 +262,8 @@ class LivePolicy(Policy):
         run = self.timer.estimate(1)
         keep = 1 if self._probe_due(now_wall) else 0
         out = []
-        for sid, cam in self.cams.items():
-            limit = self.budget_s(sid) * (1 - self.margin)
-            while len(cam.chunks) > keep and (now_wall - cam.chunks[0].oldest_capture) + run > limit:
+        for cam in self.cams.values():
+            while len(cam.chunks) > keep and self._late(cam.chunks[0], now_wall, run):
                 out.append(self._drop(cam.chunks.popleft()))
         return out
 
@@ -258,42 +274,28 @@ class LivePolicy(Policy):
         total = 0
         # round robin: the camera served longest ago first, its newest chunk that still fits the budget
         order = sorted((cam.served_at, sid) for sid, cam in self.cams.items() if cam.chunks)
-        keep = 1 if self._probe_due(now_wall) else 0  # each camera's newest, for a probe
+        probe = self._probe_due(now_wall)
+        keep = 1 if probe else 0  # each camera's newest, for a probe
         progressed = True
         while total < cap and progressed:
             progressed = False
             for _, sid in order:
                 cam = self.cams[sid]
-                limit = self.budget_s(sid) * (1 - self.margin)
-
-                def late(c: Chunk, limit: float = limit) -> bool:
-                    return (now_wall - c.oldest_capture) + run > limit
-
-                while len(cam.chunks) > keep and late(cam.chunks[0]):
+                while len(cam.chunks) > keep and self._late(cam.chunks[0], now_wall, run):
                     self._drop(cam.chunks.popleft())  # too old for a batch this size: newer frames go first
-                if not cam.chunks or late(cam.chunks[-1]) or total + cam.chunks[-1].n > cap and batch:
+                if (not cam.chunks or self._late(cam.chunks[-1], now_wall, run)
+                        or total + cam.chunks[-1].n > cap and batch):
                     continue
-                c = cam.chunks.pop()  # newest first: the freshest view of each camera
-                for old in cam.chunks:  # anything older would be published after a newer frame: drop it
-                    self._drop(old)
-                cam.chunks.clear()
+                c = self._take_newest(sid)  # newest first: the freshest view of each camera
                 batch.append(c)
                 total += c.n
-                self._turn += 1
-                cam.served_at = self._turn
                 progressed = True
                 if total >= cap:
                     break
-        if not batch and self._probe_due(now_wall):
-            waiting = [sid for _, sid in sorted((cam.served_at, sid) for sid, cam in self.cams.items() if cam.chunks)]
+        if not batch and probe:
+            waiting = [sid for _, sid in order if self.cams[sid].chunks]  # still longest-served-ago first
             if waiting:  # a probe: the newest frame of the camera served longest ago, alone
-                cam = self.cams[waiting[0]]
-                batch = [cam.chunks.pop()]
-                for old in cam.chunks:
-                    self._drop(old)
-                cam.chunks.clear()
-                self._turn += 1
-                cam.served_at = self._turn
+                batch = [self._take_newest(waiting[0])]
         if batch:
             self._last_dispatch = now_wall
         return batch
