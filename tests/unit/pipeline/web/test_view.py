@@ -40,3 +40,13 @@ def test_fold_joins_by_pts_and_ignores_other_runs() -> None:
     assert snap["matches"] == [{"source_id": "cam", "query": "a car", "since": 0.5, "frames": 2, "max_score": None}]
     assert view.frame("cam")[:2] == b"\xff\xd8"  # type: ignore[index]
     assert view.frame("nope") is None
+
+
+def test_a_source_with_no_events_yet_has_every_field() -> None:
+    # the driver's stats know a camera before the view has seen any of its events
+    stats = [{"source_id": "new", "uri": "rtsp://***@new/s", "state": "connecting"}]
+    view = LiveView("127.0.0.1:1", "fw", run_id="r1", stats=lambda: stats, queries=lambda: [])
+    view.handle_event(_thumb(1.0))
+    rows = {r["source_id"]: r for r in view.snapshot()["sources"]}
+    assert set(rows["new"]) == set(rows["cam"])
+    assert rows["new"]["frame_pts"] is None and rows["new"]["boxes"] == [] and rows["new"]["state"] == "connecting"
