@@ -134,7 +134,7 @@ class LocalBroker:
                 return self.status()
             self.pid_file.unlink(missing_ok=True)
             for p, what in ((self.port, "broker"), (self.controller_port, "controller")):
-                if not _port_free(p):
+                if not _port_free(p, wait_s=3.0):  # a broker killed a moment ago holds it while it dies
                     raise BrokerError(
                         f"{what} port {HOST}:{p} is in use by a process that is not a framewire broker of "
                         f"{self.run_dir}; stop it, choose another port, or point FRAMEWIRE_KAFKA_BOOTSTRAP at "
@@ -299,14 +299,20 @@ def _port_open(port: int) -> bool:
     return False
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
+def _port_free(port: int, wait_s: float = 0.0) -> bool:
+    """Whether ``port`` can be bound, asking again for up to ``wait_s``: a JVM SIGKILLed a moment ago keeps
+    its listening socket for about half a second while the kernel tears it down."""
+    t_end = time.monotonic() + wait_s
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((HOST, port))
+                return True
+            except OSError:
+                if time.monotonic() >= t_end:
+                    return False
+        time.sleep(0.1)
 
 
 def _answers(bootstrap: str, timeout_s: float, **client: Any) -> bool:

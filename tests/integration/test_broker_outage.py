@@ -147,3 +147,30 @@ def test_live_run_keeps_decoding_through_a_broker_kill(own_broker: LocalBroker, 
     # nothing captured while the broker was away was published past its budget
     late = [ev for ev in captions if killed_at + 1 < ev.capture_time < back_at and ev.latency_ms > 1500 * 1.2]
     assert not late, [(ev.capture_time, ev.latency_ms) for ev in late[:5]]
+
+
+def test_live_publisher_does_not_block_on_a_topic_it_first_writes_while_the_broker_is_away(
+        own_broker: LocalBroker, ray_local: None) -> None:
+    """kafka-python's send() waits up to max_block_ms (60 s) for the metadata of a topic it has not written
+    yet. A live run's first window summary (or track, zone) going out during an outage stalled the publisher
+    that long, so nothing was dropped by the budget and every frame arrived late (a CI failure)."""
+    import ray
+
+    from pipeline.events import Topics
+    from pipeline.kafka.topics import ensure_for_run
+    from pipeline.runtime.actors.publish import PublisherActor
+
+    bootstrap = own_broker.bootstrap
+    prefix = f"outm{uuid.uuid4().hex[:8]}"
+    ensure_for_run(load_spec([], environ={}).with_overrides(**{"kafka.topic_prefix": prefix}), bootstrap)
+    pub = PublisherActor.remote(bootstrap, {}, run_id="r", topic_prefix=prefix, clock="wall", stall_s=1.0)
+    ray.get(pub.ready.remote())
+    kill_broker(own_broker)
+    t0 = time.monotonic()
+    ray.get(pub.send.remote([(Topics(prefix).windows, b"cam", b"{}", [])]), timeout=30)
+    took = time.monotonic() - t0
+    own_broker.start(timeout=90.0)
+    report = ray.get(pub.flush.remote(60.0), timeout=90)
+    ray.kill(pub)
+    assert took < 2.0, f"send blocked {took:.1f}s on the topic's metadata while the broker was away"
+    assert report.acked == 1, report  # and the record waited in the producer for the broker's return

@@ -108,6 +108,8 @@ class PublisherActor:
         if transactional_id:
             self._conf.setdefault("max_block_ms", int(min(outage_s, 60) * 1000))
         self._txn_seq = 0
+        t = Topics(topic_prefix)
+        self._topics = t.all() + ([checkpoint_topic] if checkpoint_topic else [])
         self._told = False  # the current transaction's wait has been logged
         self.producer: Any = self._new_producer()  # transactional: aborts and fences a crashed run with the same id
         self.checkpoint_topic = checkpoint_topic
@@ -125,7 +127,6 @@ class PublisherActor:
         self._unacked, self._progress_at, self._failing = 0, time.monotonic(), False
         self._away_since: float | None = None
         self._away_dropped: dict[str, int] = {}
-        t = Topics(topic_prefix)
         self._per_frame = {t.captions, t.detections, t.embeddings, t.thumbnails, t.ocr}
         if not self.txn:  # notices an outage even while no batch comes to publish
             threading.Thread(target=self._watch_broker, daemon=True, name="kafka-watch").start()
@@ -208,6 +209,7 @@ class PublisherActor:
         producer = KafkaProducer(**self._conf)
         if self.txn:
             producer.init_transactions()
+        _learn_topics(producer, self._topics)
         return producer
 
     def _commit(self, limit_s: float) -> None:
@@ -425,6 +427,37 @@ class PublisherActor:
         rep = self.flush()
         self.producer.close(timeout=10)
         return rep
+
+
+def _learn_topics(producer: Any, topics: list[str], limit_s: float = 10.0) -> None:
+    """Fetch the partitions of every topic the run writes now, while the broker is there. kafka-python's
+    ``send`` waits up to ``max_block_ms`` (60 s) for the metadata of a topic it has not written yet, so the
+    first window summary, track or zone event going out during an outage stalled the whole publisher.
+    All topics at once (their requests share metadata updates: ~0.1 s, one after another ~1.2 s); one
+    that does not answer within ``limit_s`` is left to its first send."""
+    pending = set(topics)
+    lock, all_done = threading.Lock(), threading.Event()
+
+    def fetch(topic: str) -> None:
+        try:
+            producer.partitions_for(topic)
+        except Exception as exc:  # noqa: BLE001 - its first send meets the same error and reports it
+            log.debug("metadata of %s: %s", topic, exc)
+        finally:
+            with lock:
+                pending.discard(topic)
+                if not pending:
+                    all_done.set()
+
+    if not topics:
+        return
+    for topic in topics:
+        threading.Thread(target=fetch, args=(topic,), daemon=True, name="kafka-metadata").start()
+    if not all_done.wait(limit_s):
+        with lock:
+            late = sorted(pending)
+        log.warning("Kafka gave no metadata for %s in %.0fs; their first sends will wait for it",
+                    ", ".join(late), limit_s)
 
 
 def _quiet(fn: Any, **kwargs: Any) -> None:
