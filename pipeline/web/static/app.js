@@ -38,10 +38,18 @@ function render(s) {
     select.append(el("option", { value: src.source_id }, src.source_id));
     const c = card(src);
     if (src.frame_pts !== null && src.frame_pts !== c.pts) {
-      c.pts = src.frame_pts;
-      c.img.src = `/frame/${encodeURIComponent(src.source_id)}.jpg?pts=${src.frame_pts}`;
-      c.root.dataset.pts = String(src.frame_pts);
-      c.root.dataset.frames = String(src.frames_seen);
+      // loaded off-screen and swapped in whole: the card never blanks while the next frame downloads
+      const pts = c.pts = src.frame_pts, frames = src.frames_seen;
+      const next = el("img", { alt: src.source_id });
+      next.onload = () => {
+        if (c.shown !== undefined && pts <= c.shown) return;  // a newer frame got there first
+        c.shown = pts;
+        c.img.replaceWith(next);
+        c.img = next;
+        c.root.dataset.pts = String(pts);
+        c.root.dataset.frames = String(frames);
+      };
+      next.src = `/frame/${encodeURIComponent(src.source_id)}.jpg?pts=${pts}`;
     }
     const boxes = (src.boxes || []).map((b) => b.label + (b.track_id !== null ? ` #${b.track_id}` : "")).join(", ");
     const zones = Object.entries(src.zones || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
