@@ -44,6 +44,7 @@ _EXIT_WITH_PARENT = ("import ctypes, os, signal, sys\n"
 
 # Children this process launched, so their exit is reaped (no zombies) and noticed at once.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_EXITED: dict[int, int] = {}  # exit status of children reaped by _pid_alive, for the error message
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,9 @@ class LocalBroker:
         deadline = time.monotonic() + timeout
         while True:
             if not _pid_alive(pid):
-                raise BrokerError(f"the Kafka broker (pid {pid}) exited during startup; see {self.log_file}"
+                code = _EXITED.get(pid)
+                how = "" if code is None else f" with {_exit_text(code)}"
+                raise BrokerError(f"the Kafka broker (pid {pid}) exited during startup{how}; see {self.log_file}"
                                   f" and {self.out_file}:\n{self._log_tail()}")
             left = deadline - time.monotonic()
             client = self.security.client() if self.security else {}
@@ -254,10 +257,17 @@ def resolve_bootstrap(configured: str | None = None, *, start: bool = True, brok
 
 # -- process and socket helpers -------------------------------------------------------------------
 def _pid_alive(pid: int) -> bool:
-    """Alive and, where /proc tells, a Kafka JVM (a recycled pid is not our broker)."""
+    """Alive and, where /proc tells, a Kafka JVM (a recycled pid is not our broker).
+
+    A child this process launched is judged by ``poll()`` alone: its pid cannot be recycled before we reap
+    it, and its cmdline is not yet the JVM's while the exit-with-parent wrapper execs java (a read of
+    /proc in that moment once called a starting broker dead, a CI failure)."""
     child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
+    if child is not None:
+        if child.poll() is None:
+            return True
         _CHILDREN.pop(pid, None)
+        _EXITED[pid] = child.returncode
         return False
     try:
         os.kill(pid, 0)
@@ -274,6 +284,15 @@ def _pid_alive(pid: int) -> bool:
         except (OSError, IndexError):
             return False
     return True
+
+
+def _exit_text(code: int) -> str:
+    """Popen's returncode in words: ``exit 1``, or ``signal SIGKILL`` (the kernel's OOM killer sends that)."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"exit {code}"
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

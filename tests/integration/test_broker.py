@@ -200,3 +200,26 @@ def test_status_and_start_reuse(local_broker: LocalBroker | None, tmp_path: Any)
     assert other.stop() is False
     with pytest.raises(OSError, match="in use"):
         other.start(timeout=5)  # the port belongs to a broker this run dir did not start
+
+
+def test_a_launched_child_is_alive_until_it_exits_whatever_its_cmdline() -> None:
+    """A broker child is judged by poll(), not by /proc's cmdline: while the exit-with-parent wrapper execs
+    java the cmdline is not the JVM's yet, and reading it then once called a starting broker dead (CI)."""
+    import signal
+    import subprocess
+    import sys
+
+    from pipeline.broker import local
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    local._CHILDREN[child.pid] = child  # as _launch registers it
+    try:
+        assert b"kafka.Kafka" not in open(f"/proc/{child.pid}/cmdline", "rb").read()
+        assert local._pid_alive(child.pid)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert not local._pid_alive(child.pid)
+        assert local._exit_text(local._EXITED[child.pid]) == "signal SIGKILL"
+    finally:
+        child.kill()
+        local._CHILDREN.pop(child.pid, None)
