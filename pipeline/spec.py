@@ -155,6 +155,9 @@ class LiveSpec(_Strict):
     query_off_frames: int = Field(3, ge=1, description="consecutive non-matching frames that end it")
     per_frame_queries: bool = Field(False, description="also publish every per-frame query answer")
     control: bool = Field(True, description="accept commands on <prefix>.control (sources/queries add|rm|ls)")
+    cameras_per_reader: int = Field(8, ge=1, description="cameras decoded in one reader process: fewer processes "
+                                    "leave the model more of a small machine; a reader process that crashes takes "
+                                    "its cameras with it until Ray restarts it (then they reconnect)")
     duration_s: float | None = Field(None, gt=0, description="stop after this long; null: until Ctrl-C/SIGTERM")
 
 

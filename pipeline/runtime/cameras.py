@@ -9,6 +9,7 @@ queries while it runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ __all__ = ["LiveFeed", "live_options"]
 
 log = logging.getLogger(__name__)
 FINAL = ("ended", "failed", "removed")
-ACTOR_RESTARTS = 5  # a camera reader process that dies is restarted this often before the camera fails
+ACTOR_RESTARTS = 5  # a camera reader process that dies is restarted this often before its cameras fail
 
 
 def live_options(spec: PipelineSpec, size: tuple[int, int], resize: str = "stretch") -> LiveOptions:
@@ -53,12 +54,16 @@ class LiveFeed(Feed):
     def __init__(self, driver: Driver) -> None:
         super().__init__(driver)
         self.scopes: dict[str, list[str] | None] = {q: None for q in driver.spec.queries}
-        self.actors: dict[str, Any] = {}
+        self.actors: dict[str, Any] = {}  # camera -> the reader process (LiveDecodeActor) hosting it
+        self.hosts: dict[Any, set[str]] = {}  # reader process -> its cameras (up to live.cameras_per_reader)
+        self.tokens: dict[str, int] = {}  # camera -> its attachment to its reader (see LiveDecodeActor)
+        self._next_token = 0
         self.reads: dict[Any, tuple[str, Any]] = {}  # meta ref -> (sid, batch ref)
         self.seq: dict[str, int] = {}
         self.chunk_seq: dict[str, int] = {}  # per camera: the next chunk's number (the stage orders by it)
         self.control: ControlChannel | None = None
         self.next_control = 0.0
+        self._retire: list[tuple[Any, Any]] = []  # (stop ref, reader process) to kill once that stop is done
 
     # ---- setup ---------------------------------------------------------------------------
     def publisher_options(self) -> dict[str, Any]:
@@ -94,8 +99,49 @@ class LiveFeed(Feed):
 
     # ---- sources -------------------------------------------------------------------------
     def _read(self, sid: str) -> None:
-        meta, batch = self.actors[sid].next_chunk.remote(self.d.spec.decode.chunk, 0.5)
+        src = self.d.progress[sid].source
+        meta, batch = self.actors[sid].next_chunk.remote(src, self.tokens[sid], self.d.spec.decode.chunk, 0.5)
         self.reads[meta] = (sid, batch)
+
+    def _host_for(self) -> Any:
+        """A reader process with room for one more camera, started if none has room."""
+        d = self.d
+        per = d.spec.live.cameras_per_reader
+        for host, cams in self.hosts.items():
+            if len(cams) < per:
+                return host
+        # a reader process that dies (segfault, OOM kill, its node lost) is restarted by Ray, on another node
+        # if need be, and the reads in flight retried there: its cameras reconnect, the others never notice
+        host = LiveDecodeActor.options(  # type: ignore[attr-defined]
+            num_cpus=d.spec.decode.cpus, resources=dict(d.spec.decode.resources), max_concurrency=per + 2,
+            max_restarts=ACTOR_RESTARTS, max_task_retries=-1).remote(self.opts)
+        self.hosts[host] = set()
+        return host
+
+    def _detach(self, sid: str) -> Any:
+        """Take a camera off its reader process (stopping that process once it reads no camera); returns the
+        ref of the reader's ``stop`` (its closing state changes), or None if the camera had no reader."""
+        host = self.actors.pop(sid, None)
+        if host is None:
+            return None
+        ref = host.stop.remote(sid, self.tokens.pop(sid))
+        cams = self.hosts.get(host, set())
+        cams.discard(sid)
+        if not cams:
+            self.hosts.pop(host, None)
+            self._retire.append((ref, host))
+        return ref
+
+    def _kill_retired(self, wait_s: float = 0.0) -> None:
+        """Kill the reader processes left with no camera, once their last ``stop`` is done (or at once)."""
+        keep = []
+        for ref, host in self._retire:
+            ready, _ = ray.wait([ref], timeout=wait_s)
+            if ready or wait_s > 0:
+                ray.kill(host, no_restart=True)
+            else:
+                keep.append((ref, host))
+        self._retire = keep
 
     def add_source(self, src: Source) -> None:
         d = self.d
@@ -112,24 +158,23 @@ class LiveFeed(Feed):
             policy.budgets_ms[src.id] = self.budget_ms(src)
         p = d.progress[src.id]
         p.state, p.started, p.ended, p.error = "connecting", time.time(), None, None
-        # a reader process that dies (segfault, OOM kill, its node lost) is restarted by Ray, on another node
-        # if need be, and the read in flight retried there: the camera reconnects, the others never notice
         self.chunk_seq[src.id] = 0
-        self.actors[src.id] = LiveDecodeActor.options(  # type: ignore[attr-defined]
-            num_cpus=d.spec.decode.cpus, resources=dict(d.spec.decode.resources), max_concurrency=2,
-            max_restarts=ACTOR_RESTARTS, max_task_retries=-1).remote(src, self.opts)
+        host = self._host_for()
+        self.hosts[host].add(src.id)
+        self.actors[src.id] = host
+        self.tokens[src.id] = self._next_token = self._next_token + 1
         self._read(src.id)
 
     def remove_source(self, sid: str, state: str = "removed", detail: str = "") -> None:
         d = self.d
-        actor = self.actors.pop(sid, None)
         p = d.progress[sid]
-        if actor is not None:
+        ref = self._detach(sid)
+        if ref is not None:
             try:
-                ray.get(actor.stop.remote(), timeout=10)
-            except Exception as exc:  # noqa: BLE001 - the actor is killed below either way
+                ray.get(ref, timeout=10)
+            except Exception as exc:  # noqa: BLE001 - its process is killed below if it reads no other camera
                 log.warning("stopping %s: %s", p.source.display, exc)
-            ray.kill(actor, no_restart=True)
+            self._kill_retired(wait_s=0.0)
         forget = getattr(d.policy, "forget", None)
         if forget is not None:
             forget(sid)
@@ -182,8 +227,7 @@ class LiveFeed(Feed):
             self.d.policy.admit(Chunk(sid, seq - 1, info.n, batch_ref, time.monotonic(),
                                       info.oldest_capture or newest, newest))
         if info.final:
-            actor = self.actors.pop(sid)
-            ray.kill(actor, no_restart=True)
+            self._detach(sid)
             self.d.publisher.close_source.remote(sid)
             p.ended = time.time()
         else:
@@ -237,10 +281,17 @@ class LiveFeed(Feed):
                     self.control.reply(self.handle(cmd))
         for p in self.d.progress.values():
             p.dropped = p.reader_dropped + p.driver_dropped
+        if self._retire:
+            self._kill_retired()
 
     def close(self) -> None:
-        for sid in list(self.actors):
+        attached = list(self.actors)
+        stops = [r for r in map(self._detach, attached) if r is not None]  # every reader closes at once
+        with contextlib.suppress(Exception):
+            ray.wait(stops, num_returns=len(stops), timeout=15)
+        for sid in attached:
             self.remove_source(sid, "ended", "run stopped")
+        self._kill_retired(wait_s=0.1)
 
     def finish_all(self) -> None:
         if self.control is not None:

@@ -10,11 +10,12 @@ the model alone (arranged as in the row) while N camera readers decode the same 
 another process (``beside N``, ``of it``): on a 2-core machine the cameras' decoding takes a
 share of the cores, so that is the capacity no scheduler could beat. ``busy`` is the share of
 the window the models spent in their own calls (2 replicas: up to 200%), ``in-call`` their
-frames/s inside them; ``models`` is replicas x threads (``--replicas 1,auto`` compares). ``budget``
-is the live policy; ``fifo`` is the earlier one (full batches oldest first, two queued per model).
+frames/s inside them; ``models`` is replicas x threads (``--replicas 1,auto`` compares), ``rd``
+the cameras per reader process (``--per-reader 1,4`` compares). ``budget`` is the live policy;
+``fifo`` is the earlier one (full batches oldest first, two queued per model).
 
     python -m tests.bench.bench_live [--cameras 1,2,4,8,12] [--fps 2] [--seconds 20] [--policies budget,fifo]
-                                     [--replicas 1,auto]
+                                     [--replicas 1,auto] [--per-reader 1,4]
 """
 
 from __future__ import annotations
@@ -183,6 +184,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--profile", default="centernet", choices=["centernet", "fake"])
     ap.add_argument("--policies", default="budget,fifo", help="live policies to compare (budget, fifo)")
+    ap.add_argument("--per-reader", default="8",
+                    help="live.cameras_per_reader values to compare, e.g. 1,4 (1: a reader process per camera)")
     ap.add_argument("--replicas", default="auto",
                     help="model.replicas values to compare, e.g. 1,auto (auto: 2 single-threaded replicas on a CPU)")
     args = ap.parse_args()
@@ -216,7 +219,8 @@ def main() -> None:
         print(f"baseline, model alone at batch {spec.model.batch_size}, {r} replica(s) x {t} thread(s): {fps:.1f} "
               f"frames/s -> at most {fps / args.fps:.1f} cameras at {args.fps:g} fps")
     init_ray(spec, 8)
-    print(f"{'policy':>7} {'models':>6} {'N':>3} {'fps/cam min':>11} {'mean':>6} {'delivered':>9} {'of alone':>8} "
+    print(f"{'policy':>7} {'models':>6} {'rd':>2} {'N':>3} {'fps/cam min':>11} {'mean':>6} {'delivered':>9} "
+          f"{'of alone':>8} "
           f"{'beside N':>8} {'of it':>6} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'drops':>6} {'busy':>5} "
           f"{'in-call':>7}  holds")
     best: dict[str, int] = {}
@@ -224,13 +228,14 @@ def main() -> None:
         for replicas, arrangement in arrangements.items():
             rspec = spec.with_overrides(**{"model.replicas": replicas if replicas == "auto" else int(replicas)})
             models = "x".join(map(str, arrangement))
-            for policy in args.policies.split(","):
-                r = run_n(rspec, n, clip, args.seconds, args.warmup, policy, size, arrangement)
+            for per, policy in [(int(k), p) for k in args.per_reader.split(",") for p in args.policies.split(",")]:
+                pspec = rspec.with_overrides(**{"live.cameras_per_reader": per})
+                r = run_n(pspec, n, clip, args.seconds, args.warmup, policy, size, arrangement)
                 holds = r["fps_min"] >= 0.9 * args.fps and r["p95"] is not None and r["p95"] < budget
-                key = f"{policy} {models}"
+                key = f"{policy} {models} {per} per reader"
                 best[key] = n if holds else best.get(key, 0)
                 demand = n * args.fps
-                print(f"{policy:>7} {models:>6} {n:>3} {r['fps_min']:>11.2f} {r['fps_mean']:>6.2f} "
+                print(f"{policy:>7} {models:>6} {per:>2} {n:>3} {r['fps_min']:>11.2f} {r['fps_mean']:>6.2f} "
                       f"{r['fps_sum']:>9.2f} {min(r['fps_sum'], demand) / min(base, demand):>8.0%} "
                       f"{r['loaded']:>8.1f} {min(r['fps_sum'], demand) / min(r['loaded'], demand):>6.0%} "
                       f"{r['p50'] or 0:>7.0f} {r['p95'] or 0:>7.0f} {r['p99'] or 0:>7.0f} {r['drop_rate']:>6.1%} "

@@ -153,10 +153,13 @@ def test_overloaded_cameras_count_every_published_frame(kafka_bootstrap: str, ra
         assert p.published == captions[s.id], (s.id, p.published, captions[s.id])
 
 
+@pytest.mark.parametrize("per_reader", [1, 8])
 def test_a_dead_camera_reader_or_model_process_never_stops_the_others(kafka_bootstrap: str, ray_local: None,
-                                                                      bikes: Path) -> None:
+                                                                      bikes: Path, per_reader: int) -> None:
     """SIGKILL one camera's reader process, then the model's (as an OOM kill or a lost node would): Ray
-    restarts them, the killed camera reconnects and publishes again, the other camera never stops."""
+    restarts them, the killed camera reconnects and publishes again, the run goes on. With a reader process
+    per camera the other camera is untouched; with both in one process (``cameras_per_reader: 8``, the
+    default) both reopen in the restarted process, no operator needed."""
     import os
     import signal
 
@@ -166,7 +169,8 @@ def test_a_dead_camera_reader_or_model_process_never_stops_the_others(kafka_boot
     spec = load_spec([], environ={}).with_overrides(**{
         "mode": "live", "model.name": FAKE, "model.id": "fake", "model.options": {"size": [48, 64]},
         "model.tasks": ["caption"], "queries": [], "decode.fps": 4, "decode.chunk": 2, "model.cpus": 0.5,
-        "model.replicas": 1, "decode.cpus": 0.25, "kafka.topic_prefix": prefix, "live.control": False})
+        "model.replicas": 1, "decode.cpus": 0.25, "kafka.topic_prefix": prefix, "live.control": False,
+        "live.cameras_per_reader": per_reader})
     with RtspCameras({"a": bikes, "b": bikes}) as cams:
         srcs = expand_sources([cams.url("a"), cams.url("b")])
         a, b = (s.id for s in srcs)
@@ -186,6 +190,8 @@ def test_a_dead_camera_reader_or_model_process_never_stops_the_others(kafka_boot
             wait_for(lambda: all(pipe.progress[s.id].published >= 4 for s in srcs), 90, "both cameras publishing")
             for victim in ("reader", "model"):
                 handle = pipe.feed.actors[a] if victim == "reader" else pipe.models[0]
+                if victim == "reader":  # one process per camera, or both cameras in one
+                    assert len(pipe.feed.hosts) == (2 if per_reader == 1 else 1), pipe.feed.hosts
                 pid = ray.get(handle.__ray_call__.remote(lambda self: os.getpid()))
                 before = {s.id: pipe.progress[s.id].published for s in srcs}
                 os.kill(pid, signal.SIGKILL)

@@ -1,7 +1,16 @@
-"""LiveDecodeActor: one per camera; wraps operators.cameras.LiveReader (reconnects, drops, states)."""
+"""LiveDecodeActor: one reader process for up to ``live.cameras_per_reader`` cameras.
+
+Each camera is an ``operators.cameras.LiveReader`` (its own thread: reconnects, drops, states).
+Several cameras share one process because a process costs a small machine more than the
+decoding it hosts: 16 cameras at 2 fps on 2 cores took 61% of a core in 16 reader processes
+and 32% in one, CPU the model then lacked (``make bench-live``). A reader is opened by the
+first ``next_chunk`` for its camera, so a process that Ray restarts after a crash reopens its
+cameras when the driver's reads are retried: they reconnect, no operator needed.
+"""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import ray
@@ -30,26 +39,58 @@ class LiveChunk:
 
 @ray.remote
 class LiveDecodeActor:
-    """Reads one live source in a background thread; ``next_chunk`` returns what arrived."""
+    """Reads its cameras in background threads; ``next_chunk(source, ...)`` returns what arrived for one.
 
-    def __init__(self, source: Source, opts: LiveOptions) -> None:
-        self.source = source
-        self.reader = LiveReader(source.uri, source.id, opts)
-        self.reader.start()
-        self.seq = 0
+    A threaded actor (``max_concurrency`` >= cameras + 1): each camera's read blocks up to its timeout
+    without holding up the others. ``token`` names one attachment of a camera: a read that arrives after
+    ``stop`` for that token (Ray does not order calls of a threaded actor) reopens nothing.
+    """
+
+    def __init__(self, opts: LiveOptions) -> None:
+        self.opts = opts
+        self.readers: dict[str, tuple[int, LiveReader]] = {}
+        self.stopped: set[tuple[str, int]] = set()
+        self.seq: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def _reader(self, source: Source, token: int) -> LiveReader | None:
+        with self.lock:
+            if (source.id, token) in self.stopped:
+                return None
+            have = self.readers.get(source.id)
+            if have is None or have[0] != token:
+                if have is not None:  # re-attached under a new token: the old reader goes
+                    have[1].close(timeout=0.0)
+                have = self.readers[source.id] = (token, LiveReader(source.uri, source.id, self.opts).start())
+            return have[1]
 
     @ray.method(num_returns=2)
-    def next_chunk(self, max_frames: int, timeout_s: float) -> tuple[LiveChunk, FrameBatch | None]:
-        batch = self.reader.read(max_frames, timeout_s)
-        states = [(c.state, c.reason, c.attempt) for c in self.reader.drain_changes()]
-        final = self.reader.finished
-        sid = self.source.id
+    def next_chunk(self, source: Source, token: int, max_frames: int,
+                   timeout_s: float) -> tuple[LiveChunk, FrameBatch | None]:
+        sid = source.id
+        reader = self._reader(source, token)
+        if reader is None:
+            return LiveChunk(sid, 0, [], 0, True), None
+        batch = reader.read(max_frames, timeout_s)
+        states = [(c.state, c.reason, c.attempt) for c in reader.drain_changes()]
+        final = reader.finished
         if batch is None or len(batch) == 0:
-            return LiveChunk(sid, 0, states, self.reader.dropped, final), None
-        seq, self.seq = self.seq, self.seq + 1
-        return LiveChunk(sid, len(batch), states, self.reader.dropped, final, float(batch.wall_time.max()),
+            return LiveChunk(sid, 0, states, reader.dropped, final), None
+        seq = self.seq.get(sid, 0)
+        self.seq[sid] = seq + 1
+        return LiveChunk(sid, len(batch), states, reader.dropped, final, float(batch.wall_time.max()),
                          float(batch.pts[-1]), seq, float(batch.wall_time.min())), batch
 
-    def stop(self) -> list[tuple[str, str, int]]:
-        self.reader.close()
-        return [(c.state, c.reason, c.attempt) for c in self.reader.drain_changes()]
+    def stop(self, source_id: str, token: int) -> list[tuple[str, str, int]]:
+        """Close one camera's reader; its state changes not yet read come back."""
+        with self.lock:
+            self.stopped.add((source_id, token))
+            have = self.readers.get(source_id)
+            if have is None or have[0] != token:
+                return []
+            del self.readers[source_id]
+        have[1].close()
+        return [(c.state, c.reason, c.attempt) for c in have[1].drain_changes()]
+
+    def cameras(self) -> list[str]:
+        return sorted(self.readers)
