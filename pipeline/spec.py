@@ -59,8 +59,10 @@ class ModelSpec(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     replicas: int | Literal["auto"] = Field(
-        "auto", description="ModelActor pool size; auto: 1, but 2 single-threaded replicas for a live run on a CPU "
-                            "with 2+ cores (onnxruntime and torch scale poorly across threads on small batches)")
+        "auto", description="ModelActor pool size; auto: 2 replicas sharing the cores on a CPU with 2+ cores "
+                            "(onnxruntime and torch scale poorly across threads on small batches, a generative "
+                            "model's token loop is mostly Python), unless two copies of the weights would not fit "
+                            "in memory; 1 on a GPU")
     cpus: float = Field(1.0, gt=0, description="Ray CPU share of one ModelActor (also its torch threads)")
     gpus: float = Field(0.0, ge=0, description="GPUs per ModelActor; used only when a GPU is present")
     resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources each ModelActor "

@@ -10,6 +10,7 @@ camera and takes commands from the control topic.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -29,7 +30,7 @@ from pipeline.runtime.summary import RunSummary, SourceProgress
 from pipeline.sources import Source
 from pipeline.spec import PipelineSpec
 
-__all__ = ["Driver", "init_ray", "model_replicas", "model_threads", "REPO_ROOT"]
+__all__ = ["Driver", "init_ray", "model_replicas", "model_threads", "model_weights_bytes", "REPO_ROOT"]
 
 log = logging.getLogger(__name__)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -51,22 +52,70 @@ def init_ray(spec: PipelineSpec, needed_cpus: float = 0.0) -> None:
              configure_logging=True, logging_level="WARNING")
 
 
-def model_replicas(spec: PipelineSpec, cores: int | None = None, gpu: bool = False) -> int:
-    """ModelActors to start: ``model.replicas``, or for ``auto`` one, except a live run on a CPU with two
-    or more cores, which gets two single-threaded replicas: a small batch scales poorly across intra-op
-    threads (CenterNet on 2 cores: 18.5 frames/s on one thread, 23.3 on two), so two replicas side by
-    side deliver more (``make bench-live``: 12 cameras, 16.1 frames/s against 11.2).
+def model_replicas(spec: PipelineSpec, cores: int | None = None, gpu: bool = False,
+                   weights_bytes: int | None = -1, available_bytes: int | None = None) -> int:
+    """ModelActors to start: ``model.replicas``, or for ``auto`` two side by side on a CPU with two or more
+    cores (one on a GPU or a single core), sharing the cores between them (``model_threads``).
+
+    Why two: on a CPU, one replica on every thread leaves cores idle: a small batch scales poorly across
+    intra-op threads (CenterNet on 2 cores: 18.5 frames/s on one thread, 23.3 on two), and a generative
+    model's token loop is Python between small matmuls (tiny Florence-2 with OCR: 3.3 frames/s on one
+    thread, 4.3 on two, two one-thread replicas side by side 6.1). The stateful stage puts one source's
+    batches back in pts order whichever replica finishes first, so an archive of one file gains too.
+    Two copies of the weights must fit: when the weights on disk (``weights_bytes``; -1: look them up)
+    times 2, with as much again for activations, exceed half the available memory, one replica it is.
 
     >>> from pipeline.spec import PipelineSpec
     >>> live = PipelineSpec(mode="live")
-    >>> model_replicas(PipelineSpec(), cores=2), model_replicas(live, cores=2), model_replicas(live, 2, gpu=True)
-    (1, 2, 1)
+    >>> model_replicas(PipelineSpec(), cores=2, weights_bytes=0), model_replicas(live, 2, weights_bytes=0)
+    (2, 2)
+    >>> model_replicas(live, 2, gpu=True), model_replicas(live, cores=1)
+    (1, 1)
+    >>> model_replicas(PipelineSpec(), cores=2, weights_bytes=8 << 30, available_bytes=24 << 30)
+    1
     """
     if spec.model.replicas != "auto":
         return int(spec.model.replicas)
     cores = cores or os.cpu_count() or 1
     on_cpu = spec.model.device == "cpu" or not gpu
-    return min(2, cores) if (spec.mode == "live" and on_cpu) else 1
+    if not on_cpu or cores < 2:
+        return 1
+    size = model_weights_bytes(spec) if weights_bytes == -1 else weights_bytes
+    if size:
+        if available_bytes is None:
+            import psutil
+
+            available_bytes = psutil.virtual_memory().available
+        if 2 * 2 * size > available_bytes / 2:
+            return 1
+    return 2
+
+
+def model_weights_bytes(spec: PipelineSpec) -> int:
+    """Size on disk of the model's weights when they are in a local directory (``model.path``, a directory
+    id or the Hugging Face cache); 0 when not found there (an offline default, or weights yet to fetch)."""
+    return _weights_bytes(spec.model.id or "", spec.model.path)
+
+
+@functools.lru_cache(maxsize=8)
+def _weights_bytes(model_id: str, path: str | None) -> int:
+    from operators.models.weights import ModelNotFoundError, resolve_weights
+
+    if not (path or os.path.isdir(os.path.expanduser(model_id)) or ("/" in model_id and ":" not in model_id)):
+        return 0
+    try:
+        where = resolve_weights(model_id, path, allow_hub=False)
+    except (ModelNotFoundError, OSError, ValueError):
+        return 0
+    total = 0
+    for root, _dirs, files in os.walk(where):
+        for f in files:
+            if f.endswith((".safetensors", ".bin", ".pt", ".pth", ".onnx", ".gguf")):
+                try:
+                    total += os.path.getsize(os.path.join(root, f))  # follows the cache's symlinks
+                except OSError:
+                    pass
+    return total
 
 
 def model_threads(spec: PipelineSpec, cores: int | None = None, replicas: int | None = None) -> int:
@@ -77,7 +126,9 @@ def model_threads(spec: PipelineSpec, cores: int | None = None, replicas: int | 
 
     >>> from pipeline.spec import PipelineSpec
     >>> model_threads(PipelineSpec(), cores=2), model_threads(PipelineSpec(), cores=16)
-    (2, 16)
+    (1, 8)
+    >>> model_threads(PipelineSpec(), cores=2, replicas=1)
+    2
     >>> model_threads(PipelineSpec(mode="live"), cores=2)
     1
     """

@@ -62,21 +62,22 @@ def model_only_fps(spec: PipelineSpec, clip: str, frames: int = 48, threads: int
     return fps, size  # type: ignore[return-value]
 
 
-def _alone_worker(spec_json: str, clip: str, threads: int) -> None:
+def _alone_worker(spec_json: str, clip: str, threads: int, frames: int = 48) -> None:
     """One replica of ``model_capacity``: warm up, say so, wait for the go line, print frames/s."""
     spec = PipelineSpec.model_validate_json(spec_json)
-    fps, _ = model_only_fps(spec, clip, threads=threads, ready=lambda: (print("ready", flush=True),
-                                                                       sys.stdin.readline()))
+    fps, _ = model_only_fps(spec, clip, frames=frames, threads=threads,
+                            ready=lambda: (print("ready", flush=True), sys.stdin.readline()))
     print(f"fps {fps}", flush=True)
 
 
-def model_capacity(spec: PipelineSpec, clip: str, replicas: int, threads: int) -> float:
+def model_capacity(spec: PipelineSpec, clip: str, replicas: int, threads: int, frames: int = 48) -> float:
     """Frames/s of ``replicas`` copies of the model running side by side (each ``threads`` threads, each in
-    its own process, timed together): the machine's capacity for the model arranged that way."""
+    its own process, timed together, each on the same ``frames``): the machine's capacity for the model
+    arranged that way."""
     if replicas == 1:
-        return model_only_fps(spec, clip, threads=threads)[0]
+        return model_only_fps(spec, clip, frames=frames, threads=threads)[0]
     code = (f"from tests.bench.bench_live import _alone_worker; "
-            f"_alone_worker({spec.model_dump_json()!r}, {clip!r}, {threads})")
+            f"_alone_worker({spec.model_dump_json()!r}, {clip!r}, {threads}, {frames})")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                               cwd=REPO) for _ in range(replicas)]
     try:

@@ -2,7 +2,8 @@
 
 - decode-only: PyAV decode + sample + resize, frames/s
 - model-only: the model operator on pre-decoded frames at the configured batch size
-- model-only: the model operator on pre-decoded frames at the configured batch size, with every core
+- model-only as the pipeline arranges it: its replicas side by side (``model.replicas: auto``: two on a
+  CPU with 2+ cores), each on its share of the threads, on the same frames, timed together
 - pipeline: decode -> model -> stateful stage (tracker, windows) -> Kafka (acks=all, every event
   acknowledged) on Ray, and the same without the stateful stage
 - naive: a plain loop, decode a sampled frame, run the model at batch 1, send(...).get() each event
@@ -32,7 +33,7 @@ from pipeline.events import Topics, build_frame_events, to_record
 class PeakRss:
     """Samples the summed RSS of this process and all its descendants (Ray workers included)."""
 
-    def __init__(self, every: float = 0.2) -> None:
+    def __init__(self, every: float = 0.5) -> None:  # a walk of the process tree costs CPU: not too often
         self.every, self.peak, self._stop = every, 0, threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -74,7 +75,7 @@ def profile(name: str, workdir: Path) -> tuple[str, dict[str, Any], dict[str, An
     raise SystemExit(f"unknown profile {name!r}; use tiny-florence2, centernet or default")
 
 
-def bench(args: argparse.Namespace) -> dict[str, float]:
+def bench(args: argparse.Namespace) -> dict[str, Any]:
     from pipeline.broker import resolve_bootstrap
     from pipeline.runtime.driver import Driver
     from pipeline.sources import expand_sources
@@ -85,7 +86,8 @@ def bench(args: argparse.Namespace) -> dict[str, float]:
     spec = load_spec([], environ={})
     over.update({"decode.fps": args.fps, "model.batch_size": args.batch, "batching.max_batch": args.batch,
                  "decode.chunk": args.batch, "kafka.topic_prefix": f"bench{uuid.uuid4().hex[:6]}",
-                 "queries": ["a person riding a bicycle"], "model.cpus": args.model_cpus})
+                 "queries": ["a person riding a bicycle"], "model.cpus": args.model_cpus,
+                 "model.replicas": args.replicas if args.replicas == "auto" else int(args.replicas)})
     spec = spec.with_overrides(**over)
     threads = os.cpu_count() or 1  # the model alone gets the whole machine: the baseline to beat
     model = create(family, tasks=list(spec.model.tasks), queries=list(spec.queries), batch_size=args.batch,
@@ -94,7 +96,7 @@ def bench(args: argparse.Namespace) -> dict[str, float]:
     size = model.input_size()
     opts = DecodeOptions(fps=args.fps, size=size, chunk=args.batch)
     clip = str(args.clip)
-    res: dict[str, float] = {}
+    res: dict[str, Any] = {}
 
     # decode-only
     t0 = time.perf_counter()
@@ -108,6 +110,18 @@ def bench(args: argparse.Namespace) -> dict[str, float]:
     for c in chunks:
         model(c)
     res["model_only"] = n / (time.perf_counter() - t0)
+
+    # model-only in the pipeline's arrangement: its replicas side by side, each on its share of the threads
+    from pipeline.runtime.driver import model_replicas, model_threads
+    from tests.bench.bench_live import model_capacity
+
+    replicas = model_replicas(spec)
+    per = int(spec.model.options.get("threads") or model_threads(spec, replicas=replicas))
+    res["arrangement"] = (replicas, per)
+    model.teardown()
+    res["model_arranged"] = (res["model_only"] if (replicas, per) == (1, threads)
+                             else model_capacity(spec, clip, replicas, per, frames=n))
+    model.setup()
 
     bootstrap = resolve_bootstrap(spec.kafka.bootstrap_servers, start=True)
 
@@ -162,6 +176,7 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=None, help="sampling fps (default: every frame)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--model-cpus", type=float, default=1.0)
+    ap.add_argument("--replicas", default="auto", help="model.replicas of the pipeline runs (default: auto)")
     ap.add_argument("--naive-frames", type=int, default=0, help="cap the naive loop's frames (0 = all)")
     args = ap.parse_args()
     if args.clip is None:
@@ -175,9 +190,15 @@ def main() -> None:
         limit = min(r["decode_only"], r["model_only"])
         print(f"\n== {prof} ({int(r['frames'])} frames, {int(r['events_acked'])} events acknowledged)")
         print(f"{'decode-only':>28}: {r['decode_only']:8.1f} frames/s")
-        print(f"{'model-only (batch ' + str(args.batch) + ')':>28}: {r['model_only']:8.1f} frames/s")
+        reps, per = r["arrangement"]
+        print(f"{'model-only (batch ' + str(args.batch) + ')':>28}: {r['model_only']:8.1f} frames/s "
+              f"(1 replica x {os.cpu_count()} threads)")
+        print(f"{'  as the pipeline arranges it':>28}: {r['model_arranged']:8.1f} frames/s "
+              f"({reps} replica{'s' if reps > 1 else ''} x {per} thread{'s' if per > 1 else ''} side by side)")
         print(f"{'pipeline (decode->model->kafka)':>28}: {r['pipeline']:8.1f} frames/s "
-              f"({r['pipeline'] / limit:.2f} x min(decode, model); {r['pipeline'] / r['naive']:.2f} x naive)")
+              f"({r['pipeline'] / limit:.2f} x min(decode, model); "
+              f"{r['pipeline'] / min(r['decode_only'], r['model_arranged']):.2f} x the same arrangement alone; "
+              f"{r['pipeline'] / r['naive']:.2f} x naive)")
         print(f"{'  without the stateful stage':>28}: {r['pipeline_no_stage']:8.1f} frames/s "
               f"({r['pipeline_no_stage'] / limit:.2f} x min(decode, model)); the stage costs "
               f"{(1 / r['pipeline'] - 1 / r['pipeline_no_stage']) * 1000:+.1f} ms/frame")
