@@ -85,6 +85,7 @@ class LiveOptions:
     jitter: float = 0.2
     max_attempts: int | None = None  # None: reconnect for ever
     reconnect_on_end: bool = True  # a live stream that closes is a camera that went away
+    threads: int = 0  # decoder threads per camera; 0: FFmpeg's frame and slice threads (about a core's worth)
 
     def __post_init__(self) -> None:
         if self.fps <= 0:
@@ -298,6 +299,8 @@ class LiveReader:
     def _stream(self, container: Any) -> None:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        if self.opts.threads:
+            stream.codec_context.thread_count = self.opts.threads
         sampler = WallClockSampler(self.opts.fps)
         tb = float(stream.time_base) if stream.time_base else 0.0
         self._last_frame = time.monotonic()

@@ -98,7 +98,9 @@ def read_cameras(urls: list[str], fps: float, size: tuple[int, int]) -> None:
     """Decode and sample cameras like the pipeline's readers until stdin closes (the loaded baseline's load)."""
     from operators.cameras import LiveOptions, LiveReader
 
-    readers = [LiveReader(u, f"cam{i}", LiveOptions(fps=fps, size=size)).start() for i, u in enumerate(urls)]
+    threads = 1 if len(urls) >= (os.cpu_count() or 1) else 0  # as the pipeline's readers (live_options)
+    readers = [LiveReader(u, f"cam{i}", LiveOptions(fps=fps, size=size, threads=threads)).start()
+               for i, u in enumerate(urls)]
     threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
     while True:
         for r in readers:
