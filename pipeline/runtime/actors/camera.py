@@ -37,6 +37,11 @@ class LiveChunk:
     oldest_capture: float | None = None
 
 
+def _changes(reader: LiveReader) -> list[tuple[str, str, int]]:
+    """The reader's state changes not yet read, as (state, detail, attempt)."""
+    return [(c.state, c.reason, c.attempt) for c in reader.drain_changes()]
+
+
 @ray.remote
 class LiveDecodeActor:
     """Reads its cameras in background threads; ``next_chunk(source, ...)`` returns what arrived for one.
@@ -72,7 +77,7 @@ class LiveDecodeActor:
         if reader is None:
             return LiveChunk(sid, 0, [], 0, True), None
         batch = reader.read(max_frames, timeout_s)
-        states = [(c.state, c.reason, c.attempt) for c in reader.drain_changes()]
+        states = _changes(reader)
         final = reader.finished
         if batch is None or len(batch) == 0:
             return LiveChunk(sid, 0, states, reader.dropped, final), None
@@ -90,7 +95,7 @@ class LiveDecodeActor:
                 return []
             del self.readers[source_id]
         have[1].close()
-        return [(c.state, c.reason, c.attempt) for c in have[1].drain_changes()]
+        return _changes(have[1])
 
     def cameras(self) -> list[str]:
         return sorted(self.readers)
