@@ -78,7 +78,9 @@ class RunDisplay:
                                        f"dropped {p.dropped}", highlight=False)
                 return
             done = sum(p.published for p in progress.values())
-            ended = sum(p.state in ("ended", "failed") for p in progress.values())
+            # decoded to the end is not done: its last frames may still be in the model or the producer
+            ended = sum(p.state == "failed" or (p.state == "ended" and p.published >= p.decoded)
+                        for p in progress.values())
             self.console.print(f"progress: {done} frames published, {ended}/{len(progress)} sources done",
                                highlight=False)
 
