@@ -336,11 +336,13 @@ class PublisherActor:
         self._deliver(records, [])
         return len(records)
 
-    def skip(self, source_id: str, seqs: list[int]) -> PublishResult:
-        """Chunks the driver gave up before the model (live): later chunks need not wait for them."""
+    def skip(self, seqs_by_source: dict[str, list[int]]) -> PublishResult:
+        """Chunks the driver gave up before the model (live), every camera's in one call: later chunks need
+        not wait for them."""
         rel = Released()
-        for seq in seqs:
-            StageHost._merge(rel, self.stage.skip(source_id, seq))
+        for source_id, seqs in seqs_by_source.items():
+            for seq in seqs:
+                StageHost._merge(rel, self.stage.skip(source_id, seq))
         return self._publish(rel)
 
     def close_source(self, source_id: str) -> int:
