@@ -38,11 +38,21 @@ FINAL = ("ended", "failed", "removed")
 ACTOR_RESTARTS = 5  # a camera reader process that dies is restarted this often before its cameras fail
 
 
+def decoder_threads(cameras: int, configured: int = 0, cores: int | None = None) -> int:
+    """Decoder threads per camera (``LiveOptions.threads``): ``configured`` (``decode.threads``) when set;
+    else with at least as many ``cameras`` as cores one each, the cameras being the parallelism (FFmpeg's
+    frame threads cost 20% more CPU per frame: 0.57 against 0.46 ms on the 640x272 sample); with fewer,
+    0: FFmpeg's own threads keep a big stream real time.
+
+    >>> decoder_threads(16, cores=2), decoder_threads(1, cores=2), decoder_threads(16, configured=2, cores=2)
+    (1, 0, 2)
+    """
+    return configured or (1 if cameras >= (cores or os.cpu_count() or 1) else 0)
+
+
 def live_options(spec: PipelineSpec, size: tuple[int, int], resize: str = "stretch", cameras: int = 1,
                  cores: int | None = None) -> LiveOptions:
-    """How each camera is read. ``decode.threads`` 0: with at least as many ``cameras`` as cores each decoder
-    gets one thread, the cameras being the parallelism (FFmpeg's frame threads cost 20% more CPU per frame:
-    0.57 against 0.46 ms on the 640x272 sample); with fewer, FFmpeg's own threads keep a big stream real time.
+    """How each camera is read; ``cameras`` in the run sizes the decoders' threads (``decoder_threads``).
 
     >>> from pipeline.spec import PipelineSpec
     >>> spec = PipelineSpec(mode="live")
@@ -52,8 +62,7 @@ def live_options(spec: PipelineSpec, size: tuple[int, int], resize: str = "stret
     import dataclasses
 
     lv, rc = spec.live, spec.live.reconnect
-    cores = cores or os.cpu_count() or 1
-    threads = spec.decode.threads or (1 if cameras >= cores else 0)
+    threads = decoder_threads(cameras, spec.decode.threads, cores)
     kw: dict[str, Any] = dict(
         fps=spec.decode.fps or 2.0, size=size, open_timeout_s=lv.open_timeout_s, read_timeout_s=lv.read_timeout_s,
         rtsp_transport=lv.rtsp_transport, buffer_frames=lv.buffer_frames, initial_backoff_s=rc.initial_backoff_s,

@@ -53,7 +53,7 @@ def init_ray(spec: PipelineSpec, needed_cpus: float = 0.0) -> None:
 
 
 def model_replicas(spec: PipelineSpec, cores: int | None = None, gpu: bool = False,
-                   weights_bytes: int | None = -1, available_bytes: int | None = None) -> int:
+                   weights_bytes: int = -1, available_bytes: int | None = None) -> int:
     """ModelActors to start: ``model.replicas``, or for ``auto`` two side by side on a CPU with two or more
     cores (one on a GPU or a single core), sharing the cores between them (``model_threads``).
 

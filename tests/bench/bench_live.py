@@ -97,8 +97,9 @@ def model_capacity(spec: PipelineSpec, clip: str, replicas: int, threads: int, f
 def read_cameras(urls: list[str], fps: float, size: tuple[int, int]) -> None:
     """Decode and sample cameras like the pipeline's readers until stdin closes (the loaded baseline's load)."""
     from operators.cameras import LiveOptions, LiveReader
+    from pipeline.runtime.cameras import decoder_threads
 
-    threads = 1 if len(urls) >= (os.cpu_count() or 1) else 0  # as the pipeline's readers (live_options)
+    threads = decoder_threads(len(urls))  # as the pipeline's readers
     readers = [LiveReader(u, f"cam{i}", LiveOptions(fps=fps, size=size, threads=threads)).start()
                for i, u in enumerate(urls)]
     threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
