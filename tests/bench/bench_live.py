@@ -12,10 +12,18 @@ share of the cores, so that is the capacity no scheduler could beat. ``busy`` is
 the window the models spent in their own calls (2 replicas: up to 200%), ``in-call`` their
 frames/s inside them; ``models`` is replicas x threads (``--replicas 1,auto`` compares), ``rd``
 the cameras per reader process (``--per-reader 1,4`` compares). ``budget`` is the live policy;
-``fifo`` is the earlier one (full batches oldest first, two queued per model).
+``fifo`` is the earlier one (full batches oldest first, two queued per model). Under each row,
+``cores used`` is every process's CPU over the window by its part (models, camera readers, the
+bench's RTSP cameras, driver, publisher, raylet, Kafka, the rest), and the CPU the pipeline's
+own machinery (all but the models, readers and cameras) spent per delivered frame.
+
+``--profile fake`` swaps CenterNet for a model that costs time but no CPU (20 ms a call plus
+80 ms a frame, asleep, at CenterNet's 512x512 input): a GPU's share of the work. The cores then
+only decode and move frames, so its rows measure the scheduling alone against the model's
+capacity, with no CPU contention between the model and the rest of the pipeline.
 
     python -m tests.bench.bench_live [--cameras 1,2,4,8,12] [--fps 2] [--seconds 20] [--policies budget,fifo]
-                                     [--replicas 1,auto] [--per-reader 1,4]
+                                     [--replicas 1,auto] [--per-reader 1,4] [--profile centernet|fake]
 """
 
 from __future__ import annotations
@@ -156,7 +164,9 @@ def run_n(spec: PipelineSpec, n: int, clip: str, seconds: float, warmup: float, 
         for p in pipe.progress.values():
             p.latency_ms.clear()
         calls0 = list(calls)
+        cpu0 = cpu_by_role()
         time.sleep(seconds)
+        cpu = {k: v - cpu0.get(k, 0.0) for k, v in cpu_by_role().items()}
         busy = ((calls[1] - calls0[1]) / seconds, (calls[0] - calls0[0]) / max(1e-9, calls[1] - calls0[1]),
                 (calls[0] - calls0[0]) / max(1, calls[2] - calls0[2]))
         snap = {sid: (p.published, p.decoded + p.reader_dropped, p.dropped, list(p.latency_ms))
@@ -173,7 +183,28 @@ def run_n(spec: PipelineSpec, n: int, clip: str, seconds: float, warmup: float, 
             "p50": percentile(lat, 0.5),
             "p95": percentile(lat, 0.95), "p99": percentile(lat, 0.99),
             "drop_rate": dropped / sampled if sampled else 0.0, "busy": busy[0], "call_fps": busy[1], "batch": busy[2],
-            "loaded": loaded}
+            "loaded": loaded, "cpu": {k: v / seconds for k, v in cpu.items()}}
+
+
+ROLES = [("model", "ModelActor"), ("reader", "LiveDecodeActor"), ("publisher", "PublisherActor"),
+         ("raylet", "raylet"), ("kafka", "java"), ("cameras", "rtsp_server"), ("cameras", "ffmpeg"),
+         ("driver", "tests.bench.bench_live")]
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds used so far by every process on the machine, summed by its part in the run (``ROLES``,
+    the rest as ``other``): where the cores go while the pipeline runs."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for proc in psutil.process_iter(["cmdline", "name", "cpu_times"]):
+        t = proc.info["cpu_times"]
+        if t is None:
+            continue
+        cmd = " ".join(proc.info["cmdline"] or []) or proc.info["name"] or ""
+        role = next((r for r, key in ROLES if key in cmd), "other")
+        out[role] = out.get(role, 0.0) + t.user + t.system
+    return out
 
 
 BOOTSTRAP = ""
@@ -204,7 +235,7 @@ def main() -> None:
                             "model.tasks": ["caption", "detect", "query"]}
     if args.profile == "fake":
         over.update({"model.name": "tests.support.fake_model:FakeModel", "model.id": "fake",
-                     "model.options": {"size": [64, 64], "delay_s": 0.02}})
+                     "model.options": {"size": [512, 512], "delay_s": 0.02, "delay_per_frame_s": 0.08}})
     spec = load_spec([], environ={}).with_overrides(**over)
     BOOTSTRAP = resolve_bootstrap(spec.kafka.bootstrap_servers, start=True)
     clip = str(sample_path("bikes.mp4"))
@@ -244,6 +275,11 @@ def main() -> None:
                       f"{r['loaded']:>8.1f} {min(r['fps_sum'], demand) / min(r['loaded'], demand):>6.0%} "
                       f"{r['p50'] or 0:>7.0f} {r['p95'] or 0:>7.0f} {r['p99'] or 0:>7.0f} {r['drop_rate']:>6.1%} "
                       f"{r['busy']:>5.0%} {r['call_fps']:>7.1f}  {'yes' if holds else 'no'}", flush=True)
+                cpu = r["cpu"]
+                used = ", ".join(f"{k} {v:.0%}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+                extra = sum(v for k, v in cpu.items() if k not in ("model", "cameras", "reader"))
+                print(f"        cores used: {used}; outside the models, readers and cameras: "
+                      f"{1000 * extra / max(1e-9, r['fps_sum']):.1f} CPU ms per delivered frame", flush=True)
     for policy, n in best.items():
         print(f"{policy}: largest N holding {args.fps:g} fps per camera with p95 < {budget:.0f} ms: {n}")
 

@@ -23,7 +23,8 @@ class FakeModel(VisionModel):
 
     def __init__(self, **kwargs: Any) -> None:
         self.fail_on_frame: int | None = kwargs.pop("fail_on_frame", None)
-        self.delay_s: float = kwargs.pop("delay_s", 0.0)  # stands in for model compute time
+        self.delay_s: float = kwargs.pop("delay_s", 0.0)  # stands in for model compute time: per call
+        self.delay_per_frame_s: float = kwargs.pop("delay_per_frame_s", 0.0)  # and per frame (no CPU: a GPU's)
         self.size = tuple(kwargs.pop("size", (64, 64)))
         self.movers: int = kwargs.pop("movers", 0)  # >0: that many boxes crossing the frame at known speeds
         kwargs.pop("threads", None)
@@ -35,8 +36,8 @@ class FakeModel(VisionModel):
 
     def __call__(self, batch: FrameBatch) -> ModelOutput:
         self.calls += 1
-        if self.delay_s:
-            time.sleep(self.delay_s)
+        if self.delay_s or self.delay_per_frame_s:
+            time.sleep(self.delay_s + self.delay_per_frame_s * len(batch))
         if self.fail_on_frame is not None and (batch.frame_index == self.fail_on_frame).any():
             raise RuntimeError(f"poison frame {self.fail_on_frame}")
         n = len(batch)
