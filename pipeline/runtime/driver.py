@@ -33,6 +33,7 @@ from pipeline.spec import PipelineSpec
 __all__ = ["Driver", "init_ray", "model_replicas", "model_threads", "model_weights_bytes", "REPO_ROOT"]
 
 log = logging.getLogger(__name__)
+FEED_POLL_S = 0.25  # live: how long the cameras' replies may wait while every model is busy
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -262,6 +263,7 @@ class Driver:
             self.spec.mode == "live" and self.spec.live.duration_s) else None
 
         live = self.spec.mode == "live"
+        next_feed_poll = 0.0
         sent: dict[Any, tuple[float, int]] = {}  # publish ref -> (dispatched at, frames)
         # live: a model is free again as soon as its own call returns, while the publisher still works on the
         # last batch (the model never waits for the stage and the producer); archive: when the batch is published
@@ -289,13 +291,21 @@ class Driver:
                     break
                 if feed.done() and not policy.buffered() and not model_refs and not skips:
                     break
-                wait_on = feed.refs() + list(model_refs) + list(running) + list(skips)
+                free = min(model_load) < policy.inflight_per_model
+                # live, every model busy: the cameras' replies wait until one frees (or FEED_POLL_S passed) and
+                # are then taken together. Waking for each (40 a second at 4 cameras x 10 fps) cost the driver
+                # CPU the models lacked, and their frames could only wait for a free model anyway
+                poll_feed = not live or free or time.monotonic() >= next_feed_poll
+                if poll_feed and live:
+                    next_feed_poll = time.monotonic() + FEED_POLL_S
+                wait_on = (feed.refs() if poll_feed else []) + list(model_refs) + list(running) + list(skips)
                 # sleep until a reply, or until a waiting partial batch is due (only if a model could take it:
                 # a zero timeout with every model busy would spin the driver on a core the model needs)
                 cap = 0.05 if self.spec.mode == "live" else 1.0
-                free = min(model_load) < policy.inflight_per_model
                 hint = getattr(policy, "wait_hint", None)
                 timeout = min(hint(time.monotonic()), cap) if (free and hint is not None) else cap
+                if live and not free:  # nothing to dispatch before a model frees: wake for that, or the feed
+                    timeout = min(FEED_POLL_S, max(0.0, next_feed_poll - time.monotonic()))
                 ready, _ = (ray.wait(wait_on, num_returns=1, timeout=timeout, fetch_local=False) if wait_on
                             else ([], []))
                 if not wait_on:
@@ -327,6 +337,11 @@ class Driver:
                         skips.discard(ref)
                         on_published(ray.get(ref))
                     else:
+                        feed.on_reply(ref)
+                if not poll_feed and min(model_load) < policy.inflight_per_model and feed.refs():
+                    # a model just freed: the cameras' replies that waited go to the policy before it picks
+                    done, _ = ray.wait(feed.refs(), num_returns=len(feed.refs()), timeout=0, fetch_local=False)
+                    for ref in done:
                         feed.on_reply(ref)
                 policy.expire(time.time())
                 while True:
