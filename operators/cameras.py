@@ -184,11 +184,15 @@ class DropOldestBuffer:
     ([3, 4], 3)
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, notify: Callable[[], None] | None = None) -> None:
         self._q: deque[Any] = deque()
         self.size = size
         self.dropped = 0
         self._cv = threading.Condition()
+        self._notify = notify  # also told (outside the lock) when an item arrives or wake() is called
+
+    def __len__(self) -> int:
+        return len(self._q)
 
     def put(self, item: Any) -> None:
         with self._cv:
@@ -197,6 +201,8 @@ class DropOldestBuffer:
                 self.dropped += 1
             self._q.append(item)
             self._cv.notify_all()
+        if self._notify is not None:
+            self._notify()
 
     def take(self, n: int, timeout: float = 0.0) -> list[Any]:
         with self._cv:
@@ -208,6 +214,8 @@ class DropOldestBuffer:
     def wake(self) -> None:
         with self._cv:
             self._cv.notify_all()
+        if self._notify is not None:
+            self._notify()
 
 
 class _Stalled(Exception):
@@ -217,13 +225,14 @@ class _Stalled(Exception):
 class LiveReader:
     """Reads one live source in a background thread; ``read`` hands out sampled frames."""
 
-    def __init__(self, uri: str, source_id: str, opts: LiveOptions, *, rng: random.Random | None = None) -> None:
+    def __init__(self, uri: str, source_id: str, opts: LiveOptions, *, rng: random.Random | None = None,
+                 notify: Callable[[], None] | None = None) -> None:
         self.uri = uri
         self.display = redact_uri(uri)
         self.source_id = source_id
         self.opts = opts
         self.kind = live_kind(uri)
-        self.buffer = DropOldestBuffer(opts.buffer_frames)
+        self.buffer = DropOldestBuffer(opts.buffer_frames, notify)  # notify: a frame came, or the reader ended
         self.delay = backoff_delays(opts, rng)
         self.state = ""
         self.finished = False
@@ -238,6 +247,11 @@ class LiveReader:
     @property
     def dropped(self) -> int:
         return self.buffer.dropped
+
+    @property
+    def ready(self) -> bool:
+        """A ``read`` now would not wait: a frame is buffered, or the reader ended."""
+        return self.finished or len(self.buffer) > 0
 
     def start(self) -> LiveReader:
         self._thread.start()

@@ -1,7 +1,9 @@
 """The live feed: cameras in real time, reconnects, run-time control.
 
-One read is outstanding per camera; the live policy decides what runs and what is dropped
-to keep each camera inside its latency budget. Camera state changes (connecting, live,
+Each reader process gets one read at a time for all its cameras due (one Ray task per camera
+per frame cost a small machine CPU its models lacked), and while every model is busy the
+driver lets the replies wait and takes them together when one frees; the live policy decides
+what runs and what is dropped to keep each camera inside its latency budget. Camera state changes (connecting, live,
 stalled, reconnecting, ended, failed, removed) become one status event each on the
 compacted status topic; commands on ``<prefix>.control`` add and remove cameras and
 queries while it runs.
@@ -81,7 +83,9 @@ class LiveFeed(Feed):
         self.hosts: dict[Any, set[str]] = {}  # reader process -> its cameras (up to live.cameras_per_reader)
         self.tokens: dict[str, int] = {}  # camera -> its attachment to its reader (see LiveDecodeActor)
         self._next_token = 0
-        self.reads: dict[Any, tuple[str, Any]] = {}  # meta ref -> (sid, batch ref)
+        # meta ref of a reader process's read -> ((camera, token) and its batch ref, for each camera read)
+        self.reads: dict[Any, list[tuple[str, int, Any]]] = {}
+        self.want: dict[Any, list[str]] = {}  # reader process -> cameras to read in its next call (request_more)
         self.seq: dict[str, int] = {}
         self.chunk_seq: dict[str, int] = {}  # per camera: the next chunk's number (the stage orders by it)
         self.control: ControlChannel | None = None
@@ -120,12 +124,24 @@ class LiveFeed(Feed):
             self.control.open()
         for src in list(d.sources):
             self.add_source(src)
+        self.request_more()
 
     # ---- sources -------------------------------------------------------------------------
     def _read(self, sid: str) -> None:
-        src = self.d.progress[sid].source
-        meta, batch = self.actors[sid].next_chunk.remote(src, self.tokens[sid], self.d.spec.decode.chunk, 0.5)
-        self.reads[meta] = (sid, batch)
+        """Read ``sid`` again: in its reader process's next call, with the other cameras due there."""
+        self.want.setdefault(self.actors[sid], []).append(sid)
+
+    def request_more(self) -> None:
+        """One read per reader process for all its cameras due (not one per camera)."""
+        want, self.want = self.want, {}
+        for host, sids in want.items():
+            cams = [sid for sid in dict.fromkeys(sids) if self.actors.get(sid) is host]
+            if not cams:
+                continue
+            args = [(self.d.progress[sid].source, self.tokens[sid]) for sid in cams]
+            meta, *batches = host.next_chunks.options(num_returns=1 + len(cams)).remote(
+                args, self.d.spec.decode.chunk, 0.5)
+            self.reads[meta] = [(sid, self.tokens[sid], b) for sid, b in zip(cams, batches, strict=True)]
 
     def _host_for(self) -> Any:
         """A reader process with room for one more camera, started if none has room."""
@@ -225,17 +241,24 @@ class LiveFeed(Feed):
         return list(self.reads)
 
     def on_reply(self, ref: Any) -> None:
-        sid, batch_ref = self.reads.pop(ref)
-        p = self.d.progress[sid]
+        cams = self.reads.pop(ref)
         try:
-            info: LiveChunk = ray.get(ref)
-        except ray.exceptions.RayError as exc:  # its reader died more often than Ray restarts it: this camera ends
+            infos: list[LiveChunk] = ray.get(ref)
+        except ray.exceptions.RayError as exc:  # its reader died more often than Ray restarts it: its cameras end
             reason = f"camera reader lost ({type(exc).__name__}); restarted {ACTOR_RESTARTS} times, giving up"
-            log.error("%s: %s: %s", p.source.display, reason, exc)
-            p.error = reason
-            if sid in self.actors:
-                self.remove_source(sid, "failed", reason)
+            for sid, token, _ in cams:
+                p = self.d.progress[sid]
+                log.error("%s: %s: %s", p.source.display, reason, exc)
+                p.error = reason
+                if self.tokens.get(sid) == token:
+                    self.remove_source(sid, "failed", reason)
             return
+        for (sid, token, batch_ref), info in zip(cams, infos, strict=True):
+            if self.tokens.get(sid) == token:  # not removed (and perhaps added again) while the read was in flight
+                self._on_chunk(sid, info, batch_ref)
+
+    def _on_chunk(self, sid: str, info: LiveChunk, batch_ref: Any) -> None:
+        p = self.d.progress[sid]
         p.reader_dropped = info.dropped
         for state, detail, attempt in info.states:
             if state == "failed":

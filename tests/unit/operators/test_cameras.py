@@ -96,3 +96,23 @@ def test_live_letterbox_option_and_meta(tmp_path: Path) -> None:
         assert (got.pixels[:, :24] == 0).all() and (got.pixels[:, 72:] == 0).all()  # 128x64 -> 96x48 at y=24
     finally:
         reader.close()
+
+
+def test_drop_oldest_buffer_tells_its_listener_outside_its_lock() -> None:
+    """A reader process waits on all its cameras at once: each buffer tells it when a frame comes or the
+    reader ends, with the buffer's lock released (the listener's thread may look at the buffer)."""
+    import threading
+
+    seen: list[int] = []
+
+    def notify() -> None:  # looks from another thread: it would block if put() still held the lock
+        t = threading.Thread(target=lambda: seen.append(len(b.take(0)) + len(b)))
+        t.start()
+        t.join(5)
+        assert not t.is_alive()
+
+    b = DropOldestBuffer(2, notify=notify)
+    b.put("a")
+    b.put("b")
+    b.wake()
+    assert seen == [1, 2, 2] and len(b) == 2
