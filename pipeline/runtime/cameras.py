@@ -3,10 +3,10 @@
 Each reader process gets one read at a time for all its cameras due (one Ray task per camera
 per frame cost a small machine CPU its models lacked), and while every model is busy the
 driver lets the replies wait and takes them together when one frees; the live policy decides
-what runs and what is dropped to keep each camera inside its latency budget. Camera state changes (connecting, live,
-stalled, reconnecting, ended, failed, removed) become one status event each on the
-compacted status topic; commands on ``<prefix>.control`` add and remove cameras and
-queries while it runs.
+what runs and what is dropped to keep each camera inside its latency budget. Camera state
+changes (connecting, live, stalled, reconnecting, ended, failed, removed) become one status
+event each on the compacted status topic; commands on ``<prefix>.control`` add and remove
+cameras and queries while it runs.
 """
 
 from __future__ import annotations
@@ -247,10 +247,10 @@ class LiveFeed(Feed):
         except ray.exceptions.RayError as exc:  # its reader died more often than Ray restarts it: its cameras end
             reason = f"camera reader lost ({type(exc).__name__}); restarted {ACTOR_RESTARTS} times, giving up"
             for sid, token, _ in cams:
-                p = self.d.progress[sid]
-                log.error("%s: %s: %s", p.source.display, reason, exc)
-                p.error = reason
-                if self.tokens.get(sid) == token:
+                if self.tokens.get(sid) == token:  # not already removed (or attached again) meanwhile
+                    p = self.d.progress[sid]
+                    log.error("%s: %s: %s", p.source.display, reason, exc)
+                    p.error = reason
                     self.remove_source(sid, "failed", reason)
             return
         for (sid, token, batch_ref), info in zip(cams, infos, strict=True):
@@ -264,8 +264,6 @@ class LiveFeed(Feed):
             if state == "failed":
                 p.error = detail
             self._live_status(p, state, detail, attempt)
-        if sid not in self.actors:
-            return  # removed while this read was in flight
         if info.n:
             p.decoded += info.n
             newest = info.newest_capture or time.time()

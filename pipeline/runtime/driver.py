@@ -338,9 +338,9 @@ class Driver:
                         on_published(ray.get(ref))
                     else:
                         feed.on_reply(ref)
-                if not poll_feed and min(model_load) < policy.inflight_per_model and feed.refs():
-                    # a model just freed: the cameras' replies that waited go to the policy before it picks
-                    done, _ = ray.wait(feed.refs(), num_returns=len(feed.refs()), timeout=0, fetch_local=False)
+                waited = feed.refs() if not poll_feed and min(model_load) < policy.inflight_per_model else []
+                if waited:  # a model just freed: the cameras' replies that waited go to the policy before it picks
+                    done, _ = ray.wait(waited, num_returns=len(waited), timeout=0, fetch_local=False)
                     for ref in done:
                         feed.on_reply(ref)
                 policy.expire(time.time())
