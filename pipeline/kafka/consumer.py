@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,7 +61,14 @@ def parse_since(value: str, now: float | None = None) -> float:
 
 class Subscriber:
     """Iterate framewire events. With ``group_id`` offsets are committed after each handled event
-    (in groups of ``commit_every``, and on close), so a crash re-delivers at most the unhandled ones."""
+    (in groups of ``commit_every``, and on close), so a crash re-delivers at most the unhandled ones.
+
+    Without ``group_id`` there is no group to join: the subscriber reads every partition of the topics
+    that exist, by hand, and looks for new topics every ``REFRESH_S`` (read from their beginning). A group
+    join made before the consumer has the topics' metadata can leave it with no partitions for a minute
+    (seen once in CI: a check read nothing for 60 s), which a one-shot read cannot afford."""
+
+    REFRESH_S = 3.0
 
     def __init__(
         self,
@@ -97,34 +103,55 @@ class Subscriber:
         self.skipped = 0
         self._handled: dict[Any, int] = {}
         self._since_commit = 0
+        self.from_beginning = from_beginning
+        self._assigned: set[Any] = set()
+        self._refreshed, self._listed = 0.0, False  # when we last looked for topics; whether the broker answered
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
-            group_id=group_id or f"framewire-tail-{uuid.uuid4().hex[:8]}",
+            group_id=group_id,
             auto_offset_reset="earliest" if (from_beginning or since is not None) else "latest",
             enable_auto_commit=False,
             isolation_level="read_committed" if read_committed else "read_uncommitted",
             consumer_timeout_ms=200,
             **client_config(security),
         )
-        if since is not None and group_id is None:
-            self._assign_from(since)
+        if group_id is None:
+            self._assign_new(first=True)
         else:
             self.consumer.subscribe(self.topics)
 
-    def _assign_from(self, since: float) -> None:
+    def _assign_new(self, *, first: bool = False) -> None:
+        """Group-less: take the partitions of our topics that exist now and are not ours yet. The first
+        time they start where asked (beginning, ``since`` or end); later ones (topics created since) start
+        at their beginning, as everything in them is new."""
         from kafka import TopicPartition
+        from kafka.errors import KafkaError
 
-        tps = [TopicPartition(t, p) for t in self.topics for p in (self.consumer.partitions_for_topic(t) or [])]
-        self.consumer.assign(tps)
-        if not tps:
+        self._refreshed = time.monotonic()
+        try:
+            existing = self.consumer.topics()  # always asks the broker, so new topics show up
+            new = [TopicPartition(t, p) for t in self.topics if t in existing
+                   for p in sorted(self.consumer.partitions_for_topic(t))]
+        except KafkaError:  # the broker did not answer: try again at the next refresh
             return
-        offsets = self.consumer.offsets_for_times({tp: int(since * 1000) for tp in tps})
-        for tp in tps:
-            found = offsets.get(tp)
-            if found is None:
-                self.consumer.seek_to_end(tp)
-            else:
-                self.consumer.seek(tp, found.offset)
+        self._listed = True
+        new = [tp for tp in new if tp not in self._assigned]
+        if not new:
+            return
+        self._assigned.update(new)
+        self.consumer.assign(sorted(self._assigned))  # keeps the positions of the partitions already ours
+        if first and self.since is not None:
+            offsets = self.consumer.offsets_for_times({tp: int(self.since * 1000) for tp in new})
+            for tp in new:
+                found = offsets.get(tp)
+                if found is None:
+                    self.consumer.seek_to_end(tp)
+                else:
+                    self.consumer.seek(tp, found.offset)
+        elif first and not self.from_beginning:
+            self.consumer.seek_to_end(*new)
+        else:
+            self.consumer.seek_to_beginning(*new)
 
     def _wanted(self, ev: Any) -> bool:
         if self.sources and not any(ev.source_id == s or ev.source_id.startswith(s + "-") for s in self.sources):
@@ -159,6 +186,8 @@ class Subscriber:
                     hdrs = {k: v.decode(errors="replace") for k, v in (msg.headers or [])}
                     yield Received(msg.topic, msg.partition, msg.offset, (msg.key or b"").decode(), hdrs, ev)
                 self._mark(tp, msg.offset)  # reached only after the caller handled the event
+            if not got and self.group_id is None and time.monotonic() - self._refreshed > self.REFRESH_S:
+                self._assign_new()
             if not got and not caught_up and self.idle_timeout is not None and time.monotonic() - started < 60:
                 # Idle time counts once the partitions are ours and read to their end: joining the group,
                 # learning a topic's metadata and resetting offsets can take seconds on a busy machine.
@@ -173,7 +202,7 @@ class Subscriber:
 
         tps = list(self.consumer.assignment())
         if not tps:
-            return False
+            return self.group_id is None and self._listed  # group-less: none of our topics exists yet
         try:
             ends = self.consumer.end_offsets(tps, timeout_ms=2000)
             return all(self.consumer.position(tp, timeout_ms=2000) >= ends[tp] for tp in tps)

@@ -71,3 +71,32 @@ def test_group_commits_after_handling_and_resumes(kafka_bootstrap: str) -> None:
                                                     idle_timeout=5.0)]
     assert first == [0, 1, 2, 3]
     assert rest == [3, 4, 5]  # the unacknowledged 4th is delivered again: at least once, nothing lost
+
+
+def test_a_reader_without_a_group_joins_none_and_picks_up_topics_created_later(kafka_bootstrap: str) -> None:
+    """Group-less reads assign partitions by hand: nothing waits on a group join (which, made before the
+    topics' metadata arrived, once left a check with no partitions for 60 s), and a topic created after
+    the reader started is read from its beginning."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    groups_before = {g["group_id"] for g in admin.list_groups()}
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+    publish(kafka_bootstrap, prefix, ["early-1"], 2, wall=1.0)  # creates the captions topic only
+    sub = Subscriber(kafka_bootstrap, prefix=prefix, from_beginning=True, idle_timeout=3.0 + Subscriber.REFRESH_S)
+    started = time.monotonic()
+    got = []
+    for rec in sub:
+        got.append(rec.event)
+        if len(got) == 2:  # the reader is running: now a topic it could not see at start appears
+            prod = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+            prod.send(Topics(prefix).status, key=b"late-1", value=got[0].model_dump_json().encode())
+            prod.flush()
+            prod.close()
+    sub.close()
+    assert [e.source_id for e in got] == ["early-1", "early-1", "early-1"]
+    assert time.monotonic() - started < 30  # never the 60 s of a stuck group join
+    try:
+        assert {g["group_id"] for g in admin.list_groups()} == groups_before  # the reader made no group
+    finally:
+        admin.close()
