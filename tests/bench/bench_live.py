@@ -7,7 +7,8 @@ rate, and whether N holds the target fps with p95 under the budget. Two baseline
 in the same run: the model alone on the same frames with every core of an idle machine
 (``of alone``: the best of one replica on every thread and the arrangements compared), and
 the model alone (arranged as in the row) while N camera readers decode the same streams in
-another process (``beside N``, ``of it``): on a 2-core machine the cameras' decoding takes a
+another process (``beside N``, ``of it``; measured just before and just after the row's window and
+averaged, as this machine's speed drifts): on a 2-core machine the cameras' decoding takes a
 share of the cores, so that is the capacity no scheduler could beat. ``busy`` is the share of
 the window the models spent in their own calls (2 replicas: up to 200%), ``in-call`` their
 frames/s inside them; ``models`` is replicas x threads (``--replicas 1,auto`` compares), ``rd``
@@ -173,6 +174,9 @@ def run_n(spec: PipelineSpec, n: int, clip: str, seconds: float, warmup: float, 
                 for sid, p in pipe.progress.items()}
         stop.set()
         t.join(timeout=120)
+        # this machine's speed drifts by 20% within minutes: the baseline is measured on both sides of the
+        # window and averaged, and both are printed
+        after = model_beside_cameras(spec, clip, cams, n, size, arrangement)
     finally:
         cams.close()
     fps = [(snap[s][0] - base[s][0]) / seconds for s in snap]
@@ -183,7 +187,8 @@ def run_n(spec: PipelineSpec, n: int, clip: str, seconds: float, warmup: float, 
             "p50": percentile(lat, 0.5),
             "p95": percentile(lat, 0.95), "p99": percentile(lat, 0.99),
             "drop_rate": dropped / sampled if sampled else 0.0, "busy": busy[0], "call_fps": busy[1], "batch": busy[2],
-            "loaded": loaded, "cpu": {k: v / seconds for k, v in cpu.items()}}
+            "loaded": (loaded + after) / 2, "loaded_each": (loaded, after),
+            "cpu": {k: v / seconds for k, v in cpu.items()}}
 
 
 ROLES = [("model", "ModelActor"), ("reader", "LiveDecodeActor"), ("publisher", "PublisherActor"),
@@ -279,7 +284,8 @@ def main() -> None:
                 used = ", ".join(f"{k} {v:.0%}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
                 extra = sum(v for k, v in cpu.items() if k not in ("model", "cameras", "reader"))
                 print(f"        cores used: {used}; outside the models, readers and cameras: "
-                      f"{1000 * extra / max(1e-9, r['fps_sum']):.1f} CPU ms per delivered frame", flush=True)
+                      f"{1000 * extra / max(1e-9, r['fps_sum']):.1f} CPU ms per delivered frame; beside N "
+                      "measured before / after the window: {:.1f} / {:.1f}".format(*r["loaded_each"]), flush=True)
     for policy, n in best.items():
         print(f"{policy}: largest N holding {args.fps:g} fps per camera with p95 < {budget:.0f} ms: {n}")
 
