@@ -186,7 +186,8 @@ class Subscriber:
                     hdrs = {k: v.decode(errors="replace") for k, v in (msg.headers or [])}
                     yield Received(msg.topic, msg.partition, msg.offset, (msg.key or b"").decode(), hdrs, ev)
                 self._mark(tp, msg.offset)  # reached only after the caller handled the event
-            if not got and self.group_id is None and time.monotonic() - self._refreshed > self.REFRESH_S:
+            # on time even while events stream in: a topic created meanwhile must not wait for a quiet moment
+            if self.group_id is None and time.monotonic() - self._refreshed > self.REFRESH_S:
                 self._assign_new()
             if not got and not caught_up and self.idle_timeout is not None and time.monotonic() - started < 60:
                 # Idle time counts once the partitions are ours and read to their end: joining the group,
